@@ -1,0 +1,2 @@
+// @metered/core public API (filled by its issue)
+export {};

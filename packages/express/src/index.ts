@@ -1,0 +1,2 @@
+// @metered/express public API (filled by its issue)
+export {};

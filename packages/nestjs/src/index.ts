@@ -1,0 +1,2 @@
+// @metered/nestjs public API (filled by its issue)
+export {};

@@ -1,0 +1,2 @@
+// @metered/testing public API (filled by its issue)
+export {};
