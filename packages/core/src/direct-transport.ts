@@ -1,0 +1,37 @@
+// One event per POST /v2/billing/meter_events, never two in flight for the same customer and meter.
+import type { ResolvedConfig } from './config';
+import { StripeApiError } from './errors';
+import type { StripeHttp } from './http';
+import type { QueuedEvent } from './queue';
+import type { Transport } from './transport';
+import { toWireEvent } from './wire';
+
+const EVENTS_PATH = '/v2/billing/meter_events';
+
+/** Stripe already has an event with this identifier: for the sender, that is delivered. */
+export function isDuplicate(error: unknown): boolean {
+  return error instanceof StripeApiError && error.status === 400 && error.stripeCode === 'duplicate_meter_event';
+}
+
+export class DirectTransport implements Transport {
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly http: StripeHttp,
+  ) {}
+
+  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
+    const { customerKey, valueKey, apiOrigin, apiKey } = this.config;
+    for (const event of batch) {
+      try {
+        await this.http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal });
+      } catch (error) {
+        if (!isDuplicate(error)) throw error;
+      }
+    }
+  }
+
+  // Stripe allows one concurrent call per customer per meter and answers 409 to the second.
+  exclusiveKey(event: QueuedEvent): string {
+    return `${event.eventName}\u0000${event.customerId}`;
+  }
+}

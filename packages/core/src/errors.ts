@@ -1,0 +1,118 @@
+// The one error family of metered: a literal `code` per failure, documented in docs/errors.md.
+import { redactSecrets } from './redact';
+
+/** Every code a metered error can carry. */
+export type MeterErrorCode =
+  | 'ERR_METER_INVALID_OPTION'
+  | 'ERR_METER_INVALID_EVENT'
+  | 'ERR_METER_INVALID_EVENT_NAME'
+  | 'ERR_METER_INVALID_CUSTOMER'
+  | 'ERR_METER_INVALID_VALUE'
+  | 'ERR_METER_INVALID_TIMESTAMP'
+  | 'ERR_METER_INVALID_IDENTIFIER'
+  | 'ERR_METER_INVALID_DIMENSIONS'
+  | 'ERR_METER_QUEUE_FULL'
+  | 'ERR_METER_CLOSED'
+  | 'ERR_METER_STRIPE_API'
+  | 'ERR_METER_DELIVERY_FAILED'
+  | 'ERR_METER_ADAPTER';
+
+/** Base class of every error metered throws or reports. */
+export class MeterError extends Error {
+  override readonly name: string = 'MeterError';
+  constructor(
+    readonly code: MeterErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(redactSecrets(message), options);
+  }
+}
+
+/** A constructor option is missing or out of range; thrown by `new MeterReporter()`. */
+export class MeterConfigError extends MeterError {
+  override readonly name = 'MeterConfigError';
+  constructor(
+    /** The option, as a dotted path (`retry.maxAttempts`). */
+    readonly option: string,
+    message: string,
+  ) {
+    super('ERR_METER_INVALID_OPTION', `Invalid option "${option}": ${message}`);
+  }
+}
+
+/** An event given to `report()` breaks one of Stripe's rules; nothing was enqueued. */
+export class MeterValidationError extends MeterError {
+  override readonly name = 'MeterValidationError';
+  constructor(
+    code: Extract<MeterErrorCode, `ERR_METER_INVALID_${string}`>,
+    /** The event field at fault (`value`, `timestamp`, …). */
+    readonly field: string,
+    /** The rule it breaks, in words. */
+    readonly rule: string,
+  ) {
+    super(code, `Invalid meter event field "${field}": ${rule}`);
+  }
+}
+
+/** `report()` with `overflow: 'reject'` and a full queue. */
+export class MeterQueueFullError extends MeterError {
+  override readonly name = 'MeterQueueFullError';
+  constructor(readonly maxQueueSize: number) {
+    super('ERR_METER_QUEUE_FULL', `The meter queue is full (maxQueueSize ${maxQueueSize}); the event was not accepted`);
+  }
+}
+
+/** `report()` or `cancel()` after `close()`. */
+export class MeterClosedError extends MeterError {
+  override readonly name = 'MeterClosedError';
+  constructor() {
+    super('ERR_METER_CLOSED', 'The meter reporter is closed; the event was not accepted');
+  }
+}
+
+/** Stripe answered with an error (its status, `type` and `code` are kept). */
+export class StripeApiError extends MeterError {
+  override readonly name = 'StripeApiError';
+  constructor(
+    readonly status: number,
+    /** Stripe's error `type` (`invalid_request_error`, `temporary_session_expired`, …). */
+    readonly stripeType: string | undefined,
+    /** Stripe's error `code` (`archived_meter`, `duplicate_meter_event`, …). */
+    readonly stripeCode: string | undefined,
+    stripeMessage: string | undefined,
+    /** Seconds from `Retry-After`, when Stripe sent one. */
+    readonly retryAfterSeconds: number | undefined,
+    /** Stripe's `Stripe-Should-Retry` answer, when sent. */
+    readonly shouldRetry: boolean | undefined,
+    readonly requestId: string | undefined,
+  ) {
+    super(
+      'ERR_METER_STRIPE_API',
+      `Stripe answered ${status}${stripeCode ? ` ${stripeCode}` : ''}${stripeMessage ? `: ${stripeMessage}` : ''}`,
+    );
+  }
+}
+
+/** Events that could not be delivered: refused by Stripe, or out of retries (`cause` says why). */
+export class MeterDeliveryError extends MeterError {
+  override readonly name = 'MeterDeliveryError';
+  constructor(
+    message: string,
+    /** Attempts made. */
+    readonly attempts: number,
+    /** Whether a retry could never succeed (Stripe refused the events). */
+    readonly permanent: boolean,
+    cause: unknown,
+  ) {
+    super('ERR_METER_DELIVERY_FAILED', message, { cause });
+  }
+}
+
+/** A framework adapter could not meter a request (its customer resolver threw, …). */
+export class MeterAdapterError extends MeterError {
+  override readonly name = 'MeterAdapterError';
+  constructor(message: string, cause?: unknown) {
+    super('ERR_METER_ADAPTER', message, { cause });
+  }
+}

@@ -1,0 +1,31 @@
+// Identifiers that cannot collide across processes, made without crypto work per event.
+import { createHash, randomBytes } from 'node:crypto';
+
+// 96 random bits per process: two processes share a prefix with negligible probability, and within
+// a process the counter makes every identifier distinct.
+const PROCESS_PREFIX = `mtr_${randomBytes(12).toString('base64url')}_`;
+let counter = 0;
+
+/** A new identifier, unique across processes (`mtr_<random>_<counter>`, under 40 characters). */
+export function generateIdentifier(): string {
+  counter += 1;
+  return PROCESS_PREFIX + counter.toString(36);
+}
+
+/**
+ * A stable identifier derived from parts (customer, event name, a client's idempotency key), so
+ * that the same parts always give the same identifier and different parts never collide in practice.
+ */
+export function deriveIdentifier(...parts: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) {
+    // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+    hash.update(`${part.length}:${part}`);
+  }
+  return `mtr_d_${hash.digest('base64url')}`;
+}
+
+/** A fresh idempotency key for one logical request (kept across its retries). */
+export function newIdempotencyKey(): string {
+  return `metered-${randomBytes(16).toString('hex')}`;
+}

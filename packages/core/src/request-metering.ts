@@ -1,0 +1,94 @@
+// Framework-agnostic pieces of request metering, shared by @metered/express and @metered/nestjs.
+import { deriveIdentifier } from './identifier';
+
+/** The property under which a request carries its metering state; shared across adapters and copies of this package. */
+export const METERING_STATE = Symbol.for('@metered/request-state');
+
+/** What a request carries about its own metering. */
+export interface RequestMeteringState {
+  /** Set once an adapter has taken charge of metering this request: exactly one event per request. */
+  claimed?: boolean;
+  /** A value set by the handler (e.g. tokens known only at the end); wins over configured values. */
+  value?: number | bigint | string;
+  /** An event name set by the handler or a route; wins over configured names. */
+  eventName?: string;
+  /** Set by the handler or a route to not bill this request. */
+  skip?: boolean;
+}
+
+function stateOf(req: object): RequestMeteringState {
+  const holder = req as { [METERING_STATE]?: RequestMeteringState };
+  let state = holder[METERING_STATE];
+  if (state === undefined) {
+    state = {};
+    Object.defineProperty(req, METERING_STATE, { value: state, enumerable: false, configurable: true });
+  }
+  return state;
+}
+
+/**
+ * Takes charge of metering `req`. Returns true for the first caller only, so that a middleware
+ * mounted twice, or Express middleware plus a Nest interceptor, still emit one event.
+ */
+export function claimRequest(req: object): boolean {
+  const state = stateOf(req);
+  if (state.claimed === true) return false;
+  state.claimed = true;
+  return true;
+}
+
+/** Lets a handler adjust how its own request is billed: the value, the event name, or not at all. */
+export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, 'claimed'>): void {
+  const state = stateOf(req);
+  if (usage.value !== undefined) state.value = usage.value;
+  if (usage.eventName !== undefined) state.eventName = usage.eventName;
+  if (usage.skip !== undefined) state.skip = usage.skip;
+}
+
+/** Excludes a request from metering (a health check, an internal route). */
+export function skipRequestMetering(req: object): void {
+  stateOf(req).skip = true;
+}
+
+/** The metering state of `req` as set so far (a copy). */
+export function getRequestUsage(req: object): Readonly<RequestMeteringState> {
+  const state = (req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE];
+  return state === undefined ? {} : { ...state };
+}
+
+/**
+ * The default payer of a request: the authenticated user's `stripeCustomerId` (`req.user`), then
+ * `locals.stripeCustomerId` (Express's `res.locals`). Never a header or query parameter: a client
+ * must not be able to choose who is billed.
+ */
+export function defaultCustomerId(req: object, locals?: object): string | undefined {
+  const user = (req as { user?: unknown }).user;
+  const fromUser = typeof user === 'object' && user !== null ? (user as { stripeCustomerId?: unknown }).stripeCustomerId : undefined;
+  if (typeof fromUser === 'string' && fromUser.length > 0) return fromUser;
+  const fromLocals = locals === undefined ? undefined : (locals as { stripeCustomerId?: unknown }).stripeCustomerId;
+  return typeof fromLocals === 'string' && fromLocals.length > 0 ? fromLocals : undefined;
+}
+
+/**
+ * The identifier of a request billed under a client's `Idempotency-Key`: derived from customer,
+ * event name and key together, so a client can only collapse its own retries of one operation.
+ */
+export function identifierFromIdempotencyKey(customerId: string, eventName: string, idempotencyKey: string): string {
+  return deriveIdentifier('idempotency-key', customerId, eventName, idempotencyKey);
+}
+
+/** Settles with `fn()`'s result, or rejects after `timeoutMs` (the timer never keeps the process alive). */
+export async function withTimeout<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(fn),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${timeoutMs} ms`)), timeoutMs);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,106 @@
+// The high-throughput path: a 15-minute session token, then up to 100 events per meter_event_stream request.
+import { SESSION_REFRESH_MARGIN_MS } from './config';
+import type { ResolvedConfig } from './config';
+import { StripeApiError } from './errors';
+import type { StripeHttp } from './http';
+import type { QueuedEvent } from './queue';
+import { registerSecret } from './redact';
+import type { Transport } from './transport';
+import { toWireEvent } from './wire';
+
+const SESSION_PATH = '/v2/billing/meter_event_session';
+const STREAM_PATH = '/v2/billing/meter_event_stream';
+/** Re-authentications in a row for one batch before its failure is handed to the retry policy. */
+const MAX_RENEWALS_PER_SEND = 2;
+
+interface Session {
+  readonly token: string;
+  /** Epoch ms after which the reporter stops using the token (Stripe's expiry less a margin). */
+  readonly renewAt: number;
+  readonly forget: () => void;
+}
+
+/** Whether Stripe refused a stream request because its session token expired. */
+export function isSessionExpired(error: unknown): boolean {
+  return (
+    error instanceof StripeApiError &&
+    error.status === 401 &&
+    (error.stripeCode === 'billing_meter_event_session_expired' || error.stripeType === 'temporary_session_expired')
+  );
+}
+
+function parseSession(body: unknown, now: number): { token: string; expiresAt: number } {
+  const { authentication_token: token, expires_at: expiresAt } = (body ?? {}) as { authentication_token?: unknown; expires_at?: unknown };
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new StripeApiError(502, 'api_error', 'invalid_session_response', 'meter_event_session answered without an authentication_token', undefined, true, undefined);
+  }
+  // V2 sends RFC 3339; a number is read as Unix seconds. Without either, assume Stripe's 15 minutes.
+  const expires = typeof expiresAt === 'string' ? Date.parse(expiresAt) : typeof expiresAt === 'number' ? expiresAt * 1000 : Number.NaN;
+  return { token, expiresAt: Number.isNaN(expires) ? now + 15 * 60_000 : expires };
+}
+
+export class StreamTransport implements Transport {
+  private session: Session | undefined;
+  private creating: Promise<Session> | undefined;
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly http: StripeHttp,
+    private readonly onSessionCreated: () => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
+    const { customerKey, valueKey } = this.config;
+    const body = { events: batch.map((event) => toWireEvent(event, customerKey, valueKey)) };
+    for (let renewals = 0; ; renewals += 1) {
+      const session = await this.currentSession(signal);
+      try {
+        await this.http.post(this.config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, body, idempotencyKey, signal });
+        return;
+      } catch (error) {
+        if (!isSessionExpired(error) || renewals >= MAX_RENEWALS_PER_SEND) throw error;
+        this.invalidate(session);
+      }
+    }
+  }
+
+  /** Forgets the session token (on close). */
+  dispose(): void {
+    this.session?.forget();
+    this.session = undefined;
+  }
+
+  /** The live session, created once however many batches ask for it at the same moment. */
+  private currentSession(signal: AbortSignal): Promise<Session> {
+    const session = this.session;
+    if (session !== undefined && this.now() < session.renewAt) return Promise.resolve(session);
+    if (this.creating === undefined) {
+      this.creating = this.createSession(signal).finally(() => {
+        this.creating = undefined;
+      });
+    }
+    return this.creating;
+  }
+
+  private async createSession(signal: AbortSignal): Promise<Session> {
+    const body = await this.http.post(this.config.apiOrigin, SESSION_PATH, { bearer: this.config.apiKey, signal });
+    const now = this.now();
+    const { token, expiresAt } = parseSession(body, now);
+    this.session?.forget();
+    const margin = Math.min(SESSION_REFRESH_MARGIN_MS, Math.max(0, (expiresAt - now) / 4));
+    const session: Session = { token, renewAt: expiresAt - margin, forget: registerSecret(token) };
+    this.session = session;
+    this.onSessionCreated();
+    return session;
+  }
+
+  // Only the session that failed is dropped: a batch that saw an old token expire must not
+  // discard the fresh one another batch just created.
+  private invalidate(session: Session): void {
+    if (this.session === session) {
+      this.session = undefined;
+      session.forget();
+    }
+  }
+}

@@ -1,0 +1,15 @@
+// What the reporter needs from a way of delivering events; the stream and direct transports implement it.
+import type { QueuedEvent } from './queue';
+
+export interface Transport {
+  /**
+   * Delivers one batch. Resolves once Stripe has every event in it; rejects with the failure
+   * otherwise. The same identifiers and `idempotencyKey` are sent on every retry of a batch.
+   */
+  send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void>;
+  /**
+   * A key under which at most one request may be in flight (direct: customer and meter), or
+   * undefined when requests need no such exclusion.
+   */
+  exclusiveKey?(event: QueuedEvent): string;
+}

@@ -1,0 +1,250 @@
+// Public types of @metered/core: what users pass in and what they get back.
+import type { Dispatcher } from 'undici';
+import type { MeterError } from './errors';
+
+/** How events reach Stripe. */
+export type DeliveryMode = 'stream' | 'direct';
+
+/** What `report()` does when the queue is full. */
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'reject';
+
+/** Why an accepted event was dropped without being delivered. */
+export type DropReason = 'overflow' | 'shutdown' | 'expired';
+
+/** One usage event, as given to `report()`. */
+export interface MeterEventInput {
+  /** The meter's `event_name`; 1–100 characters. */
+  eventName: string;
+  /** The Stripe customer id (`cus_…`) billed for this usage; a non-empty string. */
+  customerId: string;
+  /**
+   * How much was used: a positive integer with at most 15 significant digits, as a number, bigint
+   * or string of digits.
+   * @default 1
+   */
+  value?: number | bigint | string;
+  /**
+   * When the usage happened: a `Date`, milliseconds since the epoch, or an RFC 3339 string. Within
+   * the past 35 days and at most 5 minutes ahead.
+   * @default the time of the `report()` call
+   */
+  timestamp?: Date | number | string;
+  /**
+   * Stripe's deduplication key (1–100 characters, unique in a rolling 24 h). Give one to make a
+   * repeated report of the same usage count once.
+   * @default a generated collision-safe identifier
+   */
+  identifier?: string;
+  /** Extra payload keys for the meter's dimensions; values are strings. */
+  dimensions?: Readonly<Record<string, string>>;
+}
+
+/** An accepted event, as handed to `onError` and `onDrop` (it can be re-reported as it is). */
+export interface MeterEvent {
+  readonly eventName: string;
+  readonly customerId: string;
+  /** The value as Stripe receives it: a string of digits. */
+  readonly value: string;
+  /** Milliseconds since the epoch. */
+  readonly timestamp: number;
+  readonly identifier: string;
+  readonly dimensions?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Retry policy for requests to Stripe. */
+export interface RetryOptions {
+  /**
+   * Attempts per request, the first included.
+   * @default 8
+   */
+  maxAttempts?: number;
+  /**
+   * Upper bound of the first backoff (full jitter picks a delay in [0, bound]).
+   * @default 250
+   */
+  initialDelayMs?: number;
+  /**
+   * Largest backoff bound between two attempts.
+   * @default 30000
+   */
+  maxDelayMs?: number;
+  /**
+   * Total time a request may spend retrying before its events are handed to `onError`.
+   * @default 600000
+   */
+  maxElapsedMs?: number;
+}
+
+/** Payload keys configured on the Stripe meter. */
+export interface PayloadKeys {
+  /**
+   * The meter's `customer_mapping.event_payload_key`.
+   * @default 'stripe_customer_id'
+   */
+  customer?: string;
+  /**
+   * The meter's `value_settings.event_payload_key`.
+   * @default 'value'
+   */
+  value?: string;
+}
+
+/** A pino-compatible logger: `(object, message)` calls. Missing levels are skipped. */
+export interface MeterLogger {
+  debug?(obj: object, msg?: string): void;
+  info?(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of `new MeterReporter(options)`. */
+export interface MeterReporterOptions {
+  /** Stripe secret or restricted key (`sk_test_…`, `sk_live_…`, `rk_…`). Required; never logged. */
+  apiKey: string;
+  /**
+   * `'stream'`: batches of up to 100 events over `meter_event_stream` with a 15-minute session;
+   * `'direct'`: one event per `POST /v2/billing/meter_events`.
+   * @default 'stream'
+   */
+  mode?: DeliveryMode;
+  /**
+   * Base URL of Stripe's API (sessions, direct events, adjustments).
+   * @default 'https://api.stripe.com'
+   */
+  apiBaseUrl?: string;
+  /**
+   * Base URL of Stripe's meter-events host (the stream).
+   * @default 'https://meter-events.stripe.com'
+   */
+  meterEventsBaseUrl?: string;
+  /**
+   * The API version sent as `Stripe-Version`.
+   * @default '2026-10-28.endive' (the version stripe-node 23.1 pins)
+   */
+  stripeVersion?: string;
+  /**
+   * Most events in one stream request (1–100). Direct mode always sends one.
+   * @default 100
+   */
+  maxBatchSize?: number;
+  /**
+   * A partial batch waits at most this long before it is sent.
+   * @default 1000
+   */
+  flushIntervalMs?: number;
+  /**
+   * Most events waiting to be sent (queued, not yet in flight); past it `overflow` decides.
+   * @default 100000
+   */
+  maxQueueSize?: number;
+  /**
+   * When the queue is full: drop the oldest queued event, drop the new one, or throw
+   * `MeterQueueFullError` from `report()`. Dropped events go to `onDrop`.
+   * @default 'drop-oldest'
+   */
+  overflow?: OverflowPolicy;
+  /**
+   * Requests per second to Stripe, across all of this reporter's requests.
+   * @default 20 for test-mode keys (Stripe's sandbox allows 25/s for all calls together),
+   * 10000 for live keys in stream mode, 1000 for live keys in direct mode
+   */
+  maxRequestsPerSecond?: number;
+  /**
+   * Requests in flight at once.
+   * @default 4 in stream mode, 8 in direct mode
+   */
+  concurrency?: number;
+  /**
+   * Time allowed for Stripe's response headers, and again for its body.
+   * @default 10000
+   */
+  requestTimeoutMs?: number;
+  /** Retry policy; see `RetryOptions` for each default. */
+  retry?: RetryOptions;
+  /** The meter's payload keys for customer and value; see `PayloadKeys`. */
+  payloadKeys?: PayloadKeys;
+  /**
+   * Where the reporter logs (pino-compatible).
+   * @default debug lines through `NODE_DEBUG=metered`; warnings and errors as process warnings
+   */
+  logger?: MeterLogger;
+  /**
+   * Called with events that Stripe refused or that could not be delivered within the retry policy
+   * (a dead letter), and with adapter failures (no events).
+   * @default undefined (the logger's `error`)
+   */
+  onError?: (error: MeterError, events: readonly MeterEvent[]) => void;
+  /**
+   * Called with accepted events dropped undelivered (queue overflow, shutdown, too old).
+   * Their identifiers are kept, so re-reporting them later can never bill twice.
+   * @default undefined (the logger's `warn`)
+   */
+  onDrop?: (events: readonly MeterEvent[], reason: DropReason) => void;
+  /**
+   * An undici dispatcher for every request (a proxy agent, a `MockAgent`). The global dispatcher
+   * is never used or changed.
+   * @default a private keep-alive `Agent`
+   */
+  dispatcher?: Dispatcher;
+}
+
+/** Options of `close()`. */
+export interface CloseOptions {
+  /**
+   * How long to keep delivering before the rest is handed to `onDrop` with reason `shutdown`.
+   * @default 10000
+   */
+  timeoutMs?: number;
+}
+
+/** What `close()` resolves with. */
+export interface CloseResult {
+  /** Events delivered during the close. */
+  delivered: number;
+  /** Events failed during the close (refused by Stripe or out of retries). */
+  failed: number;
+  /** Events handed to `onDrop` with reason `shutdown`. */
+  dropped: number;
+}
+
+/** Counters; at every moment `enqueued = delivered + failed + dropped.total + pending`. */
+export interface MeterStats {
+  /** Events accepted by `report()`. */
+  enqueued: number;
+  /** Events Stripe acknowledged (a duplicate counts: Stripe already has it). */
+  delivered: number;
+  /** Events refused by Stripe or out of retries, handed to `onError`. */
+  failed: number;
+  /** Events dropped undelivered, by reason. */
+  dropped: { total: number; overflow: number; shutdown: number; expired: number };
+  /** Events accepted and not yet settled: `queued + inFlight`. */
+  pending: number;
+  /** Events waiting for a request. */
+  queued: number;
+  /** Events in requests being sent or waiting for a retry. */
+  inFlight: number;
+  /** `report()` calls refused by validation (nothing was enqueued). */
+  rejected: number;
+  /** HTTP requests sent to Stripe, every attempt included. */
+  requests: number;
+  /** Requests that succeeded carrying events. */
+  batchesSent: number;
+  /** Attempts that were retries. */
+  retries: number;
+  /** 429 answers seen. */
+  rateLimited: number;
+  /** Stream sessions created (the first one included). */
+  sessionRefreshes: number;
+}
+
+/** A Stripe meter event adjustment, as `cancel()` resolves it. */
+export interface MeterEventAdjustment {
+  id: string;
+  object: string;
+  event_name: string;
+  status: string;
+  type: string;
+  cancel: { identifier: string };
+  created: string;
+  livemode: boolean;
+}
