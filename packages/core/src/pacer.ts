@@ -1,6 +1,8 @@
 // Paces requests under Stripe's rate limit (a token bucket) and holds all sending during a 429 pause.
 import { setTimeout as delay } from 'node:timers/promises';
 
+const TOKEN_EPSILON = 1e-9;
+
 /**
  * A token bucket of `rate` requests per second. The burst is about 10 ms of tokens (at least one), so
  * no one-second window ever sees more than `rate` plus that sliver: staying under Stripe's limiter
@@ -32,7 +34,8 @@ export class Pacer {
     if (now < this.pausedUntil) return this.pausedUntil - now;
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
     this.last = now;
-    if (this.tokens >= 1) {
+    // The epsilon absorbs float drift: ten additions of 0.1 must make a whole token, not 0.9999999.
+    if (this.tokens >= 1 - TOKEN_EPSILON) {
       this.tokens -= 1;
       return 0;
     }
