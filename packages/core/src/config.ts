@@ -33,7 +33,7 @@ export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** A session is renewed this long before Stripe's `expires_at`, so no request races the expiry. */
 export const SESSION_REFRESH_MARGIN_MS = 60_000;
 
-const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_]+$/;
+const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_-]+$/;
 const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'reject'];
 const MODES: readonly DeliveryMode[] = ['stream', 'direct'];
 const KNOWN_OPTIONS = new Set<string>([

@@ -1,4 +1,5 @@
 // MeterReporter: takes usage events synchronously and delivers them to Stripe in the background.
+import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_CLOSE_TIMEOUT_MS, resolveConfig } from './config';
 import type { ResolvedConfig } from './config';
@@ -98,6 +99,8 @@ export class MeterReporter {
 
   constructor(options: MeterReporterOptions) {
     this.config = resolveConfig(options);
+    // Every request and every wait listens to this one signal: concurrency × (pacing + request + backoff).
+    setMaxListeners(0, this.abortController.signal);
     this.logger = this.config.logger ?? defaultLogger;
     this.pacer = new Pacer(this.config.maxRequestsPerSecond);
     const observer: HttpObserver = {
@@ -326,7 +329,6 @@ export class MeterReporter {
       this.inFlight += batch.length;
       const delivery = this.deliver(batch).finally(() => {
         this.deliveries.delete(delivery);
-        this.inFlight -= batch.length;
         if (this.transport.exclusiveKey) this.releaseKey(this.transport.exclusiveKey(batch[0]!));
         this.pump();
       });
@@ -386,6 +388,8 @@ export class MeterReporter {
       if (live.length > 0) await this.transport.send(live, idempotencyKey, this.abortController.signal);
     });
     if (live.length === 0) return;
+    // Counted out of flight before settling, so stats() adds up even for a flush() that resolves right here.
+    this.inFlight -= live.length;
     if (outcome.ok) {
       this.delivered += live.length;
       this.batchesSent += 1;
@@ -426,7 +430,9 @@ export class MeterReporter {
   private withoutExpired(batch: QueuedEvent[]): QueuedEvent[] {
     const oldest = Date.now() - MAX_EVENT_AGE_MS + EXPIRY_MARGIN_MS;
     if (batch.every((event) => event.timestamp >= oldest)) return batch;
-    this.drop(batch.filter((event) => event.timestamp < oldest), 'expired');
+    const expired = batch.filter((event) => event.timestamp < oldest);
+    this.inFlight -= expired.length;
+    this.drop(expired, 'expired');
     return batch.filter((event) => event.timestamp >= oldest);
   }
 

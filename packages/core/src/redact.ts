@@ -1,5 +1,5 @@
 // Keeps API keys and session tokens out of every message metered writes.
-const SECRET_PATTERN = /\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9_]+/g;
+const SECRET_PATTERN = /\b(?:sk|rk|ek)_(?:test|live)_[A-Za-z0-9_-]+/g;
 const BEARER_PATTERN = /\b(Bearer\s+)[^\s"',]+/gi;
 const extraSecrets = new Set<string>();
 

@@ -100,12 +100,12 @@ describe('retry policy', () => {
 
 describe('secrets', () => {
   it('redacts keys, bearer credentials and registered tokens', () => {
-    const forget = registerSecret('ek_test_sessiontoken123');
-    const text = 'key sk_live_abcDEF123 and rk_test_x1 header Bearer abc.def token ek_test_sessiontoken123';
+    const forget = registerSecret('opaque.session-token.123');
+    const text = 'key sk_live_abcDEF123 and rk_test_x1 header Bearer abc.def token opaque.session-token.123 and ek_test_sessiontoken123';
     const out = redactSecrets(text);
-    expect(out).not.toMatch(/abcDEF123|rk_test_x1|abc\.def|sessiontoken123/);
+    expect(out).not.toMatch(/abcDEF123|rk_test_x1|abc\.def|session-token|sessiontoken123/);
     forget();
-    expect(redactSecrets('ek_test_sessiontoken123')).toBe('ek_test_sessiontoken123');
+    expect(redactSecrets('opaque.session-token.123')).toBe('opaque.session-token.123');
   });
 
   it('keeps secrets out of StripeApiError messages', () => {

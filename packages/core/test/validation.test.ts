@@ -33,6 +33,7 @@ describe('value', () => {
     ['NaN', Number.NaN],
     ['Infinity', Number.POSITIVE_INFINITY],
     ['16 significant digits', 1234567890123456],
+    // eslint-disable-next-line no-loss-of-precision -- the point: a literal that lost digits must be refused
     ['a number past 2^53 that lost precision', 12345678901234567890],
     ['a decimal string', '1.5'],
     ['a negative string', '-3'],

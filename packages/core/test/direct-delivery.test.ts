@@ -1,0 +1,94 @@
+// Direct mode against the fake: one event per request, one request per customer+meter at a time, duplicates delivered.
+import { startFakeStripe } from '@metered/testing';
+import type { FakeStripe } from '@metered/testing';
+import { expectInvariant, reporterFor, totalsFor } from './helpers';
+
+let fake: FakeStripe;
+
+beforeEach(async () => {
+  fake = await startFakeStripe({ meters: ['api_requests', 'tokens', { event_name: 'old_meter', status: 'inactive' }] });
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+const direct = (r: { endpoint: string | null }) => r.endpoint === 'meter_events';
+
+it('sends one event per request, in Stripe\'s wire format, with the secret key', async () => {
+  const { reporter } = reporterFor(fake, { mode: 'direct' });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', value: 12, identifier: 'd-1' });
+  await reporter.flush();
+  const [request] = fake.requests().filter(direct);
+  expect(request!.body).toEqual({
+    event_name: 'api_requests',
+    identifier: 'd-1',
+    timestamp: expect.stringMatching(/Z$/),
+    payload: { stripe_customer_id: 'cus_1', value: '12' },
+  });
+  expect(request!.status).toBe(200);
+  expect(request!.headers.authorization).not.toContain(fake.apiKey);
+  expect(fake.requests().some((r) => r.endpoint === 'meter_event_session')).toBe(false);
+  await reporter.close();
+});
+
+it('never has two requests in flight for the same customer and meter (Stripe answers 409)', async () => {
+  // Every response takes 20 ms, so overlapping requests for one pair would meet at the fake.
+  await fake.close();
+  fake = await startFakeStripe({ meters: ['api_requests', 'tokens'], latencyMs: 20 });
+  const { reporter } = reporterFor(fake, { mode: 'direct', concurrency: 8 });
+  for (let i = 0; i < 40; i += 1) {
+    reporter.report({ eventName: i % 2 ? 'api_requests' : 'tokens', customerId: `cus_${i % 4}` });
+  }
+  await reporter.flush();
+  expect(fake.requests().filter((r) => r.status === 409)).toEqual([]);
+  // …while different pairs did go out in parallel.
+  expect(reporter.stats()).toMatchObject({ delivered: 40, retries: 0 });
+  expect(fake.totals()).toEqual({
+    cus_0: { tokens: 10 },
+    cus_1: { api_requests: 10 },
+    cus_2: { tokens: 10 },
+    cus_3: { api_requests: 10 },
+  });
+  await reporter.close();
+});
+
+it('retries a 409 from another process sending for the same pair', async () => {
+  const { reporter } = reporterFor(fake, { mode: 'direct' });
+  fake.faults.fail({ endpoint: 'meter_events', status: 409, code: 'too_many_concurrent_requests', count: 2 });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
+  await reporter.flush();
+  expect(reporter.stats()).toMatchObject({ delivered: 1, retries: 2 });
+  await reporter.close();
+});
+
+it('counts duplicate_meter_event as delivered: a lost response is retried without billing twice', async () => {
+  const { reporter, recorded } = reporterFor(fake, { mode: 'direct' });
+  fake.faults.fail({ endpoint: 'meter_events', status: 500, afterProcessing: true, count: 1 });
+  fake.faults.resetConnection({ endpoint: 'meter_events', afterProcessing: true, count: 1 });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', value: 5 });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_2', value: 6 });
+  await reporter.flush();
+  const answers = fake.requests().filter(direct).map((r) => (r.response as { error?: { code?: string } } | undefined)?.error?.code);
+  expect(answers.filter((code) => code === 'duplicate_meter_event')).toHaveLength(2);
+  expect(recorded.errors).toEqual([]);
+  expect(reporter.stats()).toMatchObject({ delivered: 2, failed: 0 });
+  expect(totalsFor(fake, 'api_requests')).toEqual({ cus_1: 5, cus_2: 6 });
+  await reporter.close();
+});
+
+it.each([
+  ['an archived meter', 'old_meter', 'archived_meter'],
+  ['an unknown meter', 'no_such_meter', 'no_meter'],
+])('hands events for %s to onError with Stripe\'s code, without retrying', async (_label, eventName, code) => {
+  const { reporter, recorded } = reporterFor(fake, { mode: 'direct' });
+  reporter.report({ eventName, customerId: 'cus_1' });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
+  await reporter.flush();
+  expect(recorded.errors).toHaveLength(1);
+  expect(recorded.errors[0]!.error.cause).toMatchObject({ status: 400, stripeCode: code });
+  expect(recorded.errors[0]!.events.map((e) => e.eventName)).toEqual([eventName]);
+  expect(reporter.stats()).toMatchObject({ delivered: 1, failed: 1, retries: 0 });
+  expectInvariant(reporter.stats());
+  await reporter.close();
+});
