@@ -25,6 +25,15 @@ function errorCode(error: unknown): string | undefined {
   return cause === undefined || cause === error ? (typeof code === 'string' ? code : undefined) : errorCode(cause);
 }
 
+/** Whether Stripe refused a stream request because its session token expired. */
+export function isSessionExpired(error: unknown): boolean {
+  return (
+    error instanceof StripeApiError &&
+    error.status === 401 &&
+    (error.stripeCode === 'billing_meter_event_session_expired' || error.stripeType === 'temporary_session_expired')
+  );
+}
+
 /**
  * Whether another attempt may succeed. Stripe's `Stripe-Should-Retry` wins when sent; otherwise
  * 409 (a concurrent call for the same customer and meter), 429, 5xx, timeouts and connection
@@ -33,6 +42,8 @@ function errorCode(error: unknown): string | undefined {
 export function isRetriable(error: unknown): boolean {
   if (error instanceof StripeApiError) {
     if (error.shouldRetry !== undefined) return error.shouldRetry;
+    // An expiry that outlived the transport's own renewals (clock skew) is still temporary.
+    if (isSessionExpired(error)) return true;
     return error.status === 409 || error.status === 429 || error.status === 408 || error.status >= 500;
   }
   const code = errorCode(error);

@@ -5,6 +5,7 @@ import { StripeApiError } from './errors';
 import type { StripeHttp } from './http';
 import type { QueuedEvent } from './queue';
 import { registerSecret } from './redact';
+import { isSessionExpired } from './retry';
 import type { Transport } from './transport';
 import { toWireEvent } from './wire';
 
@@ -18,15 +19,6 @@ interface Session {
   /** Epoch ms after which the reporter stops using the token (Stripe's expiry less a margin). */
   readonly renewAt: number;
   readonly forget: () => void;
-}
-
-/** Whether Stripe refused a stream request because its session token expired. */
-export function isSessionExpired(error: unknown): boolean {
-  return (
-    error instanceof StripeApiError &&
-    error.status === 401 &&
-    (error.stripeCode === 'billing_meter_event_session_expired' || error.stripeType === 'temporary_session_expired')
-  );
 }
 
 function parseSession(body: unknown, now: number): { token: string; expiresAt: number } {

@@ -74,6 +74,7 @@ describe('retry policy', () => {
     [api(401), false],
     [api(404), false],
     [api(500, false), false],
+    [new StripeApiError(401, 'temporary_session_expired', 'billing_meter_event_session_expired', 'expired', undefined, undefined, undefined), true],
     [api(400, true), true],
     [Object.assign(new Error('reset'), { code: 'ECONNRESET' }), true],
     [Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' }), true],

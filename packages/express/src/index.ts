@@ -1,2 +1,27 @@
-// @metered/express public API (filled by its issue)
-export {};
+// @metered/express public API: an explicit list, nothing internal re-exported.
+export { meterUsage } from './meter-usage';
+export { meterRoute, skipMetering } from './route';
+export type { RouteMiddleware } from './route';
+export {
+  DEFAULT_EVENT_NAME,
+  DEFAULT_VALUE,
+  DEFAULT_BILL_ABORTED,
+  DEFAULT_IDENTIFIER,
+  DEFAULT_IDEMPOTENCY_KEY_HEADER,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+} from './config';
+// A handler sets its own request's value or event name (tokens known only at the end), or opts out.
+export { setRequestUsage, skipRequestMetering, MeterReporter, MeterAdapterError, MeterConfigError } from '@metered/core';
+export type {
+  MeterUsageOptions,
+  RouteMeteringOptions,
+  MeteringMiddleware,
+  MeteringStats,
+  SkippedCounts,
+  MeterValue,
+  EventNameResolver,
+  ValueResolver,
+  CustomerResolver,
+  BillIf,
+  IdentifierSource,
+} from './types';

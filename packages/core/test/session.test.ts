@@ -1,0 +1,81 @@
+// Session lifecycle: renewed before Stripe's expires_at, never two at once, and a stale 401 never discards a fresh token.
+import { startFakeStripe } from '@metered/testing';
+import type { FakeStripe } from '@metered/testing';
+import { resolveConfig } from '../src/config';
+import { StripeHttp } from '../src/http';
+import { StreamTransport } from '../src/stream-transport';
+import type { QueuedEvent } from '../src/queue';
+
+let fake: FakeStripe;
+let clock: number;
+
+beforeEach(async () => {
+  clock = Date.now();
+  // The fake and the transport read the same hand-driven clock.
+  fake = await startFakeStripe({ now: () => clock });
+});
+
+afterEach(async () => {
+  await fake.close();
+});
+
+function transport(): { stream: StreamTransport; http: StripeHttp; created: () => number } {
+  const config = resolveConfig({ apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl });
+  const http = new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => undefined });
+  let sessions = 0;
+  const stream = new StreamTransport(config, http, () => (sessions += 1), () => clock);
+  return { stream, http, created: () => sessions };
+}
+
+let n = 0;
+function event(): QueuedEvent {
+  n += 1;
+  return { eventName: 'api_requests', customerId: 'cus_1', value: '1', timestamp: clock, identifier: `s${n}`, dimensions: undefined, seq: n };
+}
+
+const signal = new AbortController().signal;
+
+it('renews the session before it expires, so no request meets an expired token', async () => {
+  const { stream, http, created } = transport();
+  await stream.send([event()], 'k1', signal);
+  clock += 13 * 60_000; // 2 minutes left: still used
+  await stream.send([event()], 'k2', signal);
+  expect(created()).toBe(1);
+  clock += 90_000; // 30 s left: inside the refresh margin
+  await stream.send([event()], 'k3', signal);
+  expect(created()).toBe(2);
+  expect(fake.requests().filter((r) => r.status === 401)).toEqual([]);
+  expect(fake.events()).toHaveLength(3);
+  await http.close();
+});
+
+it('creates a single session for concurrent sends', async () => {
+  const { stream, http, created } = transport();
+  await Promise.all(Array.from({ length: 10 }, (_, i) => stream.send([event()], `c${i}`, signal)));
+  expect(created()).toBe(1);
+  expect(fake.requests().filter((r) => r.endpoint === 'meter_event_session')).toHaveLength(1);
+  await http.close();
+});
+
+it('after an expiry, concurrent batches share one new session', async () => {
+  const { stream, http, created } = transport();
+  await stream.send([event()], 'first', signal);
+  fake.faults.expireSessions();
+  await Promise.all(Array.from({ length: 6 }, (_, i) => stream.send([event()], `x${i}`, signal)));
+  expect(created()).toBe(2);
+  expect(fake.events()).toHaveLength(7);
+  await http.close();
+});
+
+it('fails after repeated expiries instead of looping', async () => {
+  // Sessions live 1 ms on the fake, and every response moves its clock 5 ms: each token is dead on arrival.
+  await fake.close();
+  fake = await startFakeStripe({ now: () => clock, sessionTtlMs: 1 });
+  const config = resolveConfig({ apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl });
+  const http = new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => void (clock += 5) });
+  const stream = new StreamTransport(config, http, () => undefined, () => 0);
+  await expect(stream.send([event()], 'loop', signal)).rejects.toMatchObject({ status: 401, stripeCode: 'billing_meter_event_session_expired' });
+  // The first session, then two renewals: bounded.
+  expect(fake.requests().filter((r) => r.endpoint === 'meter_event_session')).toHaveLength(3);
+  await http.close();
+});

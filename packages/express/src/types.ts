@@ -1,0 +1,142 @@
+// Public types of @metered/express: the middleware's options, its handle, and its counters.
+import type { CloseOptions, CloseResult, MeterReporter, MeterReporterOptions } from '@metered/core';
+import type { NextFunction, Request, Response } from 'express';
+
+/** A usage amount as core accepts it: a positive integer as a number, bigint or string of digits. */
+export type MeterValue = number | bigint | string;
+
+/** Picks the meter's `event_name` for a request. */
+export type EventNameResolver = (req: Request, res: Response) => string;
+
+/** Picks the amount billed for a request; runs after the response has finished. */
+export type ValueResolver = (req: Request, res: Response) => MeterValue | Promise<MeterValue>;
+
+/** Picks the Stripe customer (`cus_…`) who pays for a request; runs after the response has finished. */
+export type CustomerResolver = (req: Request, res: Response) => string | undefined | Promise<string | undefined>;
+
+/** Decides whether a request counts; runs after the response has finished. */
+export type BillIf = (req: Request, res: Response) => boolean;
+
+/** Where a request's meter event identifier comes from. */
+export type IdentifierSource = 'generated' | 'idempotency-key';
+
+/** Options of `meterUsage(options)`. */
+export interface MeterUsageOptions {
+  /**
+   * The reporter that delivers events, or options to create one (the middleware then owns it and
+   * `middleware.close()` closes it).
+   */
+  reporter: MeterReporter | MeterReporterOptions;
+  /**
+   * The meter's `event_name` (1–100 characters), or a function of the request and response.
+   * A route's `meterRoute({ eventName })` and a handler's `setRequestUsage(req, { eventName })` win over it.
+   * @default 'api_requests'
+   */
+  eventName?: string | EventNameResolver;
+  /**
+   * Who pays. Called after the response has finished, so the middleware may be mounted before
+   * authentication. Returning `undefined` (or `''`) leaves the request unbilled (`skipped.noCustomer`).
+   * Never read the payer from a header or query parameter a client controls.
+   * @default `req.user.stripeCustomerId`, then `res.locals.stripeCustomerId`
+   */
+  customer?: CustomerResolver;
+  /**
+   * How much a request uses: a positive integer, or a (possibly async) function called after the
+   * response has finished. A value of 0 bills nothing (`skipped.zeroValue`). A route's
+   * `meterRoute({ value })` and a handler's `setRequestUsage(req, { value })` win over it.
+   * @default 1
+   */
+  value?: MeterValue | ValueResolver;
+  /**
+   * Which finished requests count.
+   * @default a 2xx status code
+   */
+  billIf?: BillIf;
+  /**
+   * Whether a request whose client disconnected before the response was complete is billed. When
+   * true, `billIf` decides with the status set so far, and a value set by the handler after the
+   * disconnect is not seen.
+   * @default false (aborted requests are never billed)
+   */
+  billAborted?: boolean;
+  /**
+   * `'generated'`: every request gets a fresh identifier. `'idempotency-key'`: a request that carries
+   * an `Idempotency-Key` header gets an identifier derived from customer, event name and key, so a
+   * client's retries of one operation bill once (within Stripe's 24-hour deduplication window).
+   * @default 'generated'
+   */
+  identifier?: IdentifierSource;
+  /**
+   * The header read when `identifier` is `'idempotency-key'`.
+   * @default 'idempotency-key'
+   */
+  idempotencyKeyHeader?: string;
+  /**
+   * How long an async `customer` or `value` function may take before the request is given up and
+   * reported to `onError` (nothing is billed for it).
+   * @default 1000
+   */
+  resolveTimeoutMs?: number;
+}
+
+/** Per-route overrides, given to `meterRoute(options)`. */
+export interface RouteMeteringOptions {
+  /** The meter's `event_name` for this route; wins over the middleware's `eventName`. */
+  eventName?: string | EventNameResolver;
+  /** The amount billed for this route; wins over the middleware's `value`. */
+  value?: MeterValue | ValueResolver;
+}
+
+/** Why a request was not billed. */
+export interface SkippedCounts {
+  /** Every skipped request: the sum of the counts below. */
+  total: number;
+  /** No customer could be resolved (unauthenticated). */
+  noCustomer: number;
+  /** `billIf` returned false (by default: a status outside 2xx). */
+  notBillable: number;
+  /** The client disconnected before the response was complete (and `billAborted` is false). */
+  aborted: number;
+  /** The route or handler opted out (`skipMetering()`, `skipRequestMetering(req)`). */
+  skippedRoute: number;
+  /** The resolved value was 0. */
+  zeroValue: number;
+  /** Another metering middleware had already taken charge of the request (mounted twice). */
+  duplicate: number;
+}
+
+/** The middleware's counters; `seen = metered + skipped.total + errors + inProgress` at every moment. */
+export interface MeteringStats {
+  /** Requests that passed through the middleware. */
+  seen: number;
+  /** Requests handed to the reporter as one event each. */
+  metered: number;
+  /** Requests not billed, by reason. */
+  skipped: SkippedCounts;
+  /** Requests that could not be metered (a resolver threw or timed out, `report()` refused the event); each went to `onError`. */
+  errors: number;
+  /** Requests whose response has not finished yet, or whose customer and value are still being resolved. */
+  inProgress: number;
+}
+
+/** The function `meterUsage()` returns: an Express middleware with its reporter and counters. */
+export interface MeteringMiddleware {
+  (req: Request, res: Response, next: NextFunction): void;
+  /** The reporter events go to. */
+  readonly reporter: MeterReporter;
+  /** Whether the middleware created the reporter (and `close()` closes it). */
+  readonly ownsReporter: boolean;
+  /** A snapshot of the counters. */
+  stats(): MeteringStats;
+  /**
+   * Resolves once every request whose response has finished is reported or skipped, and the
+   * reporter has delivered (or failed, or dropped) every event reported so far.
+   */
+  flush(): Promise<void>;
+  /**
+   * Waits for requests whose response has finished to be reported, then closes the reporter if the
+   * middleware owns it and resolves with its `CloseResult` (a reporter passed in is left to its
+   * owner: resolves with undefined).
+   */
+  close(options?: CloseOptions): Promise<CloseResult | undefined>;
+}
