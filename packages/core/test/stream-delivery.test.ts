@@ -120,6 +120,15 @@ it.each([500, 503])('retries %i answers, including ones that lost a processed re
   await reporter.flush();
   expect(totalsFor(fake, 'api_requests')).toEqual({ cus_1: 150 });
   expect(fake.stats().duplicateEvents).toBeGreaterThan(0);
+  // Every attempt of a batch carried the same identifiers under the same Idempotency-Key.
+  const attemptsByKey = new Map<string, string[]>();
+  for (const r of streamRequests()) {
+    const ids = (r.body as { events: { identifier: string }[] }).events.map((e) => e.identifier).join(',');
+    attemptsByKey.set(r.headers['idempotency-key']!, [...(attemptsByKey.get(r.headers['idempotency-key']!) ?? []), ids]);
+  }
+  expect(attemptsByKey.size).toBe(2);
+  for (const attempts of attemptsByKey.values()) expect(new Set(attempts).size).toBe(1);
+  expect([...attemptsByKey.values()].reduce((n, a) => n + a.length, 0)).toBe(2 + 4);
   expectInvariant(reporter.stats());
   expect(reporter.stats()).toMatchObject({ delivered: 150, failed: 0 });
   await reporter.close();
