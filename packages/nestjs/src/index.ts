@@ -1,2 +1,26 @@
-// @metered/nestjs public API (filled by its issue)
-export {};
+// @metered/nestjs public API: an explicit list, nothing internal re-exported.
+export { MeteringModule } from './metering.module';
+export { MeterUsage, SkipMetering } from './meter-usage.decorator';
+export type { ClassOrMethodDecorator } from './meter-usage.decorator';
+export { MeterUsageInterceptor } from './meter-usage.interceptor';
+export {
+  DEFAULT_EVENT_NAME,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  defaultBillIf,
+  defaultCustomer,
+} from './metering.options';
+export type {
+  BillIf,
+  CustomerResolver,
+  IdentifierSource,
+  MeteringModuleAsyncOptions,
+  MeteringModuleOptions,
+  MeteringOptionsFactory,
+  MeteringOutcome,
+  MeterUsageOptions,
+  MeterValue,
+  ValueResolver,
+} from './types';
+// Re-exported so an app injects and reports through the same class the module provides.
+export { MeterReporter, setRequestUsage, skipRequestMetering } from '@metered/core';

@@ -1,0 +1,81 @@
+// @MeterUsage() and @SkipMetering(): which routes are billed, under which meter, for how much.
+import { MeterConfigError } from '@metered/core';
+import { SetMetadata } from '@nestjs/common';
+import { METER_USAGE_METADATA, SKIP_METERING_METADATA } from './metering.constants';
+import { checkEventName, checkValue } from './metering.options';
+import type { MeterUsageOptions, MeterValue, ValueResolver } from './types';
+
+/** What `@MeterUsage()` records on a route or controller. */
+export interface RouteMetering {
+  /** Undefined: the module's `eventName`. */
+  readonly eventName: string | undefined;
+  /** Undefined: a value of 1. */
+  readonly value: MeterValue | ValueResolver<unknown> | undefined;
+  readonly dimensions: Readonly<Record<string, string>> | undefined;
+}
+
+/** A decorator usable on a controller class or on one of its route methods. */
+export type ClassOrMethodDecorator = ClassDecorator & MethodDecorator;
+
+const OPTION_KEYS = new Set(['value', 'dimensions']);
+
+function checkDimensions(value: unknown): Readonly<Record<string, string>> | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Object.values(value).some((v) => typeof v !== 'string')) {
+    throw new MeterConfigError('@MeterUsage.dimensions', 'must be an object whose values are strings');
+  }
+  return Object.freeze({ ...(value as Record<string, string>) });
+}
+
+/**
+ * Bills each successful request to the decorated route (or every route of the decorated controller)
+ * as one meter event, sent after the response. On a method it wins over the controller's.
+ *
+ * @param eventName The meter's `event_name`; defaults to the module's `eventName`.
+ * @param options The value billed per request (a number, or a function of the context and the
+ * handler's result) and the event's dimensions.
+ *
+ * @example
+ * ```ts
+ * @MeterUsage('completion_tokens', { value: (_ctx, result: Completion) => result.usage.tokens })
+ * @Post('completions')
+ * complete(@Body() body: CompletionRequest): Promise<Completion> { … }
+ * ```
+ */
+export function MeterUsage<TResult = unknown>(eventName?: string, options?: MeterUsageOptions<TResult>): ClassOrMethodDecorator;
+export function MeterUsage<TResult = unknown>(options: MeterUsageOptions<TResult>): ClassOrMethodDecorator;
+export function MeterUsage<TResult = unknown>(
+  eventNameOrOptions?: string | MeterUsageOptions<TResult>,
+  maybeOptions?: MeterUsageOptions<TResult>,
+): ClassOrMethodDecorator {
+  const named = typeof eventNameOrOptions === 'string' || eventNameOrOptions === undefined;
+  const eventName = named ? eventNameOrOptions : undefined;
+  const options: MeterUsageOptions<TResult> = (named ? maybeOptions : eventNameOrOptions) ?? {};
+  // Checked when the class is declared, so a bad route fails at startup rather than on each request.
+  if (typeof options !== 'object' || options === null) throw new MeterConfigError('@MeterUsage.options', 'must be an object with value and/or dimensions');
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw new MeterConfigError(`@MeterUsage.${key}`, `is not an option of @MeterUsage (known: ${[...OPTION_KEYS].join(', ')})`);
+  }
+  const metering: RouteMetering = Object.freeze({
+    eventName: eventName === undefined ? undefined : checkEventName('@MeterUsage.eventName', eventName),
+    value: options.value === undefined ? undefined : (checkValue<TResult>('@MeterUsage.value', options.value) as MeterValue | ValueResolver<unknown>),
+    dimensions: checkDimensions(options.dimensions),
+  });
+  return SetMetadata(METER_USAGE_METADATA, metering);
+}
+
+/**
+ * Excludes the decorated route (or controller) from metering: a health check in a metered
+ * controller, or a free route when `meterAllRoutes` is on. On a method it wins over the controller's
+ * `@MeterUsage()`.
+ *
+ * @example
+ * ```ts
+ * @SkipMetering()
+ * @Get('status')
+ * status() { return { ok: true }; }
+ * ```
+ */
+export function SkipMetering(): ClassOrMethodDecorator {
+  return SetMetadata(SKIP_METERING_METADATA, true);
+}

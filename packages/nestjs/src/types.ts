@@ -1,0 +1,142 @@
+// Public types of @metered/nestjs: the module's options, the decorator's options, and the resolver shapes.
+import type { MeterReporter, MeterReporterOptions } from '@metered/core';
+import type { ExecutionContext, InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from '@nestjs/common';
+
+/** A usage amount as core accepts it: a positive integer as a number, bigint or string of digits. */
+export type MeterValue = number | bigint | string;
+
+/**
+ * How much a request used, computed from the execution context and what the handler returned (for a
+ * streamed Observable, its last value). Runs after the response has been sent; may be async.
+ */
+export type ValueResolver<TResult = unknown> = (context: ExecutionContext, result: TResult) => MeterValue | Promise<MeterValue>;
+
+/** Picks the Stripe customer (`cus_…`) who pays for a request; runs after the response has been sent. */
+export type CustomerResolver = (context: ExecutionContext) => string | undefined | Promise<string | undefined>;
+
+/** How a request ended, as `billIf` sees it. */
+export interface MeteringOutcome {
+  /** The status code sent to the client. */
+  readonly statusCode: number;
+  /** What the handler (or a pipe, or an interceptor after this one) threw; undefined when it returned. */
+  readonly error: unknown;
+  /** What the handler returned (for a streamed Observable, its last value); undefined after an error. */
+  readonly result: unknown;
+}
+
+/** Decides whether a finished request counts; runs after the response has been sent; may be async. */
+export type BillIf = (context: ExecutionContext, outcome: MeteringOutcome) => boolean | Promise<boolean>;
+
+/** Where a request's meter event identifier comes from. */
+export type IdentifierSource = 'generated' | 'idempotency-key';
+
+/** Options of `MeteringModule.forRoot(options)`, or what `forRootAsync`'s factory returns. */
+export interface MeteringModuleOptions {
+  /**
+   * The reporter that delivers events, or options to create one. A reporter the module creates is
+   * closed when the application shuts down; a reporter passed in is only flushed (its owner closes it).
+   */
+  reporter: MeterReporter | MeterReporterOptions;
+  /**
+   * The meter's `event_name` for routes whose `@MeterUsage()` names none (and for undecorated routes
+   * with `meterAllRoutes`).
+   * @default 'api_requests'
+   */
+  eventName?: string;
+  /**
+   * Who pays. Never read the payer from a header or query parameter a client controls: a guard that
+   * authenticates the request is where the customer comes from. Returning `undefined` (or `''`)
+   * leaves the request unbilled (an anonymous request to a route that is free without an account).
+   * @default the authenticated user's `request.user.stripeCustomerId` (then Express's `res.locals.stripeCustomerId`)
+   */
+  customer?: CustomerResolver;
+  /**
+   * Which finished requests count. Requests rejected by a guard never reach the interceptor and are
+   * never billed, whatever this says.
+   * @default no error was thrown and the status code is 2xx
+   */
+  billIf?: BillIf;
+  /**
+   * Whether a request whose client disconnected before the response was complete (an SSE stream cut
+   * short, say) is billed, if `billIf` agrees.
+   * @default false
+   */
+  billAborted?: boolean;
+  /**
+   * Whether routes without `@MeterUsage()` (on the method or its controller) are metered too, with
+   * `eventName` and a value of 1. `@SkipMetering()` still excludes a route.
+   * @default false
+   */
+  meterAllRoutes?: boolean;
+  /**
+   * `'generated'`: every request gets a fresh identifier. `'idempotency-key'`: a request carrying an
+   * `Idempotency-Key` header gets an identifier derived from customer, event name and key, so a
+   * client's retries of one operation bill once (within Stripe's 24-hour deduplication window).
+   * @default 'generated'
+   */
+  identifier?: IdentifierSource;
+  /**
+   * The header read when `identifier` is `'idempotency-key'`.
+   * @default 'idempotency-key'
+   */
+  idempotencyKeyHeader?: string;
+  /**
+   * How long each `customer`, `billIf` or value function may take before the request is given up and
+   * reported as a `MeterAdapterError` (nothing is billed for it).
+   * @default 1000
+   */
+  resolveTimeoutMs?: number;
+  /**
+   * On application shutdown, how long to wait for requests still being metered and for the reporter
+   * to deliver what is queued (`close()` of a reporter the module created, `flush()` of one passed in).
+   * @default 10000
+   */
+  shutdownTimeoutMs?: number;
+}
+
+/** A class that builds the module's options, for `forRootAsync({ useClass })`. */
+export interface MeteringOptionsFactory {
+  createMeteringOptions(): MeteringModuleOptions | Promise<MeteringModuleOptions>;
+}
+
+/** Options of `MeteringModule.forRootAsync(options)`: exactly one of `useFactory`, `useClass`, `useExisting`. */
+export interface MeteringModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  /**
+   * Builds the options from injected providers (`ConfigService`, …).
+   * @default undefined
+   */
+  // `any[]` as in Nest's own FactoryProvider: a factory's parameters are typed by its author.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  useFactory?: (...args: any[]) => MeteringModuleOptions | Promise<MeteringModuleOptions>;
+  /**
+   * Providers handed to `useFactory`, in order.
+   * @default []
+   */
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  /**
+   * A `MeteringOptionsFactory` class the module instantiates.
+   * @default undefined
+   */
+  useClass?: Type<MeteringOptionsFactory>;
+  /**
+   * An existing provider (from `imports`) implementing `MeteringOptionsFactory`.
+   * @default undefined
+   */
+  useExisting?: InjectionToken<MeteringOptionsFactory>;
+}
+
+/** Options of `@MeterUsage(eventName, options)`. */
+export interface MeterUsageOptions<TResult = unknown> {
+  /**
+   * How much one request uses: a positive integer, or a (possibly async) function of the execution
+   * context and the handler's result. A value of 0 bills nothing. A handler's
+   * `setRequestUsage(req, { value })` wins over it.
+   * @default 1
+   */
+  value?: MeterValue | ValueResolver<TResult>;
+  /**
+   * Extra payload keys for the meter's dimensions.
+   * @default undefined
+   */
+  dimensions?: Readonly<Record<string, string>>;
+}

@@ -1,0 +1,435 @@
+// End-to-end: the fixture app on Express and on Fastify, metered against the fake Stripe.
+import 'reflect-metadata';
+import { MeterAdapterError, MeterReporter } from '@metered/core';
+import type { MeterError } from '@metered/core';
+import { Injectable } from '@nestjs/common';
+import type { ExecutionContext, INestApplication } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
+import { meterUsage } from '@metered/express';
+import { startFakeStripe } from '@metered/testing';
+import type { FakeStripe } from '@metered/testing';
+import type { ServerResponse } from 'node:http';
+import request from 'supertest';
+import { MeteringModule, MeterUsageInterceptor } from '../src';
+import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
+import { AiController, ClaimingMiddleware, fakeReporterOptions, METERS, PLATFORMS, settle, startApp } from './fixtures';
+
+let fake: FakeStripe;
+
+beforeAll(async () => {
+  fake = await startFakeStripe({ meters: METERS });
+});
+
+afterAll(async () => {
+  await fake.close();
+});
+
+beforeEach(() => {
+  fake.reset();
+});
+
+/** Accepted events as [customer, event name, value] triples, in arrival order. */
+function billed(): Array<[string, string, string]> {
+  return fake.events().map((event) => [event.customer, event.eventName, event.value]);
+}
+
+describe.each(PLATFORMS)('on platform-%s', (platform) => {
+  describe('a module created from reporter options', () => {
+    let app: INestApplication;
+
+    beforeAll(async () => {
+      app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+    });
+
+    afterAll(async () => {
+      await app.close();
+    });
+
+    it('bills a route of a decorated controller once, to the authenticated customer', async () => {
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200, { items: ['a', 'b'] });
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'api_requests', '1']]);
+    });
+
+    it('does not bill an undecorated route', async () => {
+      await request(app.getHttpServer()).get('/public/ping').expect(200, { pong: true });
+      await settle(app);
+      expect(billed()).toEqual([]);
+    });
+
+    it("lets a method's @MeterUsage() win over its controller's, with a value from the request", async () => {
+      await request(app.getHttpServer()).post('/items/bulk').set('x-api-key', 'key_bob').send({ items: [1, 2, 3] }).expect(201, { created: 3 });
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'bulk_items', '3']]);
+    });
+
+    it('does not bill a @SkipMetering() method of a metered controller', async () => {
+      await request(app.getHttpServer()).get('/items/health').set('x-api-key', 'key_alice').expect(200, { ok: true });
+      await settle(app);
+      expect(billed()).toEqual([]);
+    });
+
+    it('does not bill a request whose handler threw an HttpException or an error', async () => {
+      await request(app.getHttpServer()).get('/items/bad-request').set('x-api-key', 'key_alice').expect(400);
+      await request(app.getHttpServer()).get('/items/crash').set('x-api-key', 'key_alice').expect(500);
+      await settle(app);
+      expect(billed()).toEqual([]);
+    });
+
+    it('does not bill requests a guard rejected', async () => {
+      await request(app.getHttpServer()).get('/items').expect(401);
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_mallory').expect(401);
+      await request(app.getHttpServer()).get('/items/guarded').set('x-api-key', 'key_alice').expect(403);
+      await settle(app);
+      expect(billed()).toEqual([]);
+    });
+
+    it("bills a value computed from the handler's result", async () => {
+      await request(app.getHttpServer()).post('/ai/complete').set('x-api-key', 'key_alice').send({ prompt: 'hello world' }).expect(201);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'tokens', '11']]);
+    });
+
+    it('bills an async value', async () => {
+      await request(app.getHttpServer()).get('/ai/async-value').set('x-api-key', 'key_bob').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'async_units', '5']]);
+    });
+
+    it('sends the response without waiting for a slow value, and bills it once the value settles', async () => {
+      let release!: (value: number) => void;
+      AiController.slowValue = new Promise<number>((resolve) => {
+        release = resolve;
+      });
+      const enqueued = app.get(MeterReporter).stats().enqueued;
+      await request(app.getHttpServer()).get('/ai/slow-value').set('x-api-key', 'key_alice').expect(200, { ok: true });
+      expect(app.get(MeterReporter).stats().enqueued).toBe(enqueued);
+      release(9);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'async_units', '9']]);
+    });
+
+    it('bills a value set by the handler with setRequestUsage()', async () => {
+      await request(app.getHttpServer()).get('/items/set-usage').set('x-api-key', 'key_alice').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'api_requests', '7']]);
+    });
+
+    it('bills a returned Observable once, with its last value', async () => {
+      await request(app.getHttpServer()).get('/ai/observable').set('x-api-key', 'key_bob').expect(200, { tokens: 3 });
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'tokens', '3']]);
+    });
+
+    it('bills a server-sent event stream once, when it completes', async () => {
+      const response = await request(app.getHttpServer()).get('/ai/stream').set('x-api-key', 'key_alice').expect(200);
+      expect(response.text.match(/^data: /gm)).toHaveLength(4);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'stream_chunks', '4']]);
+    });
+
+    it('never lets a client choose the customer through headers', async () => {
+      await request(app.getHttpServer())
+        .get('/items')
+        .set('x-api-key', 'key_alice')
+        .set('x-customer-id', 'cus_bob')
+        .set('stripe-customer-id', 'cus_bob')
+        .set('x-stripe-customer-id', 'cus_bob')
+        .expect(200);
+      // A decorated route without authentication has no payer: not billed, whatever the headers say.
+      await request(app.getHttpServer()).get('/public/anonymous').set('x-customer-id', 'cus_bob').set('stripe-customer-id', 'cus_bob').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'api_requests', '1']]);
+    });
+
+    it('provides the reporter for manual reporting from controllers and services', async () => {
+      await request(app.getHttpServer()).post('/manual').set('x-api-key', 'key_bob').expect(201);
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'manual_units', '3']]);
+    });
+
+    it('bills each of many concurrent requests exactly once', async () => {
+      const server = app.getHttpServer();
+      await Promise.all(Array.from({ length: 20 }, (_, i) => request(server).get('/items').set('x-api-key', i % 2 === 0 ? 'key_alice' : 'key_bob').expect(200)));
+      await settle(app);
+      expect(fake.totals()).toEqual({ cus_alice: { api_requests: 10 }, cus_bob: { api_requests: 10 } });
+      expect(new Set(fake.events().map((event) => event.identifier)).size).toBe(20);
+    });
+  });
+
+  it('meters undecorated routes with meterAllRoutes, still honouring @SkipMetering()', async () => {
+    const app = await startApp({
+      platform,
+      metering: MeteringModule.forRoot({
+        reporter: fakeReporterOptions(fake),
+        meterAllRoutes: true,
+        // The undecorated public route has no authenticated user: bill a house account.
+        customer: () => 'cus_house',
+      }),
+    });
+    try {
+      await request(app.getHttpServer()).get('/public/ping').expect(200);
+      await request(app.getHttpServer()).get('/items/health').set('x-api-key', 'key_alice').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_house', 'api_requests', '1']]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('resolves the customer only after the response has been sent', async () => {
+    const seenFinished: boolean[] = [];
+    const app = await startApp({
+      platform,
+      metering: MeteringModule.forRoot({
+        reporter: fakeReporterOptions(fake),
+        customer: (context: ExecutionContext) => {
+          const response = context.switchToHttp().getResponse<{ raw?: ServerResponse } & ServerResponse>();
+          seenFinished.push((response.raw ?? response).writableEnded);
+          return 'cus_alice';
+        },
+      }),
+    });
+    try {
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_bob').expect(200);
+      await settle(app);
+      expect(seenFinished).toEqual([true]);
+      expect(billed()).toEqual([['cus_alice', 'api_requests', '1']]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('is configured from ConfigService with forRootAsync', async () => {
+    const app = await startApp({
+      platform,
+      imports: [ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ stripe: fakeReporterOptions(fake), meteringEventName: 'tokens' })] })],
+      metering: MeteringModule.forRootAsync({
+        imports: [ConfigModule],
+        inject: [ConfigService],
+        useFactory: (config: ConfigService): MeteringModuleOptions => ({
+          reporter: config.getOrThrow<{ apiKey: string; apiBaseUrl: string; meterEventsBaseUrl: string }>('stripe'),
+          eventName: config.getOrThrow<string>('meteringEventName'),
+          meterAllRoutes: true,
+          customer: () => 'cus_config',
+        }),
+      }),
+    });
+    try {
+      await request(app.getHttpServer()).get('/public/ping').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_config', 'tokens', '1']]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('is configured by an options factory class with forRootAsync({ useClass })', async () => {
+    @Injectable()
+    class MeteringConfig implements MeteringOptionsFactory {
+      createMeteringOptions(): MeteringModuleOptions {
+        return { reporter: fakeReporterOptions(fake) };
+      }
+    }
+    const app = await startApp({ platform, metering: MeteringModule.forRootAsync({ useClass: MeteringConfig }) });
+    try {
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_bob').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'api_requests', '1']]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('delivers the events queued when the app closes, and closes the reporter it created', async () => {
+    const app = await startApp({
+      platform,
+      // Nothing is sent before close(): no interval flush within the test, no full batch.
+      metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake, { flushIntervalMs: 3_600_000 }) }),
+    });
+    const reporter = app.get(MeterReporter);
+    await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
+    await request(app.getHttpServer()).post('/ai/complete').set('x-api-key', 'key_bob').send({ prompt: 'abc' }).expect(201);
+    expect(await app.get(MeterUsageInterceptor).drain(5000)).toBe(true);
+    expect(reporter.stats().queued).toBe(2);
+    expect(fake.events()).toEqual([]);
+
+    await app.close();
+    expect(billed()).toEqual([
+      ['cus_alice', 'api_requests', '1'],
+      ['cus_bob', 'tokens', '3'],
+    ]);
+    expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_alice' })).toThrow(expect.objectContaining({ code: 'ERR_METER_CLOSED' }));
+  });
+
+  it('flushes a reporter passed in at shutdown, and leaves closing it to its owner', async () => {
+    const reporter = new MeterReporter(fakeReporterOptions(fake, { flushIntervalMs: 3_600_000 }));
+    const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter }) });
+    try {
+      expect(app.get(MeterReporter)).toBe(reporter);
+      // A request whose value is still being computed when close() starts is waited for.
+      let release!: (value: number) => void;
+      AiController.slowValue = new Promise<number>((resolve) => {
+        release = resolve;
+      });
+      await request(app.getHttpServer()).get('/ai/slow-value').set('x-api-key', 'key_bob').expect(200);
+      const closing = app.close();
+      release(4);
+      await closing;
+      expect(billed()).toEqual([['cus_bob', 'async_units', '4']]);
+      expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_bob' })).not.toThrow();
+    } finally {
+      await reporter.close();
+    }
+  });
+
+  describe('with a reporter that fails', () => {
+    const errors: MeterError[] = [];
+    let failingReporter: MeterReporter;
+    const baseline: Array<{ status: number; body: unknown }> = [];
+
+    beforeEach(() => {
+      errors.length = 0;
+    });
+
+    afterAll(async () => {
+      await failingReporter.close();
+    });
+
+    async function responses(app: INestApplication): Promise<Array<{ status: number; body: unknown }>> {
+      const server = app.getHttpServer();
+      const all = [
+        await request(server).get('/items').set('x-api-key', 'key_alice'),
+        await request(server).post('/ai/complete').set('x-api-key', 'key_bob').send({ prompt: 'hi' }),
+        await request(server).get('/items/crash').set('x-api-key', 'key_alice'),
+      ];
+      return all.map((response) => ({ status: response.status, body: response.body as unknown }));
+    }
+
+    beforeAll(async () => {
+      failingReporter = new MeterReporter(
+        fakeReporterOptions(fake, {
+          onError: (error: MeterError) => {
+            errors.push(error);
+          },
+        }),
+      );
+      const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+      baseline.push(...(await responses(app)));
+      await app.close();
+    });
+
+    it('never changes the response when report() throws', async () => {
+      jest.spyOn(failingReporter, 'report').mockImplementation(() => {
+        throw new Error('report exploded');
+      });
+      const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: failingReporter }) });
+      try {
+        expect(await responses(app)).toEqual(baseline);
+        await settle(app);
+        expect(errors).toHaveLength(2);
+        expect(errors[0]).toBeInstanceOf(MeterAdapterError);
+        expect(errors[0]!.message).toMatch(/ItemsController\.list: the report\(\) failed: report exploded/);
+      } finally {
+        jest.restoreAllMocks();
+        await app.close();
+      }
+    });
+
+    it('never changes the response when the customer resolver throws or handleError throws too', async () => {
+      jest.spyOn(failingReporter, 'handleError').mockImplementation(() => {
+        throw new Error('handleError exploded');
+      });
+      const app = await startApp({
+        platform,
+        metering: MeteringModule.forRoot({
+          reporter: failingReporter,
+          customer: () => {
+            throw new Error('no session store');
+          },
+        }),
+      });
+      try {
+        expect(await responses(app)).toEqual(baseline);
+        await settle(app);
+        expect(failingReporter.handleError).toHaveBeenCalledTimes(2);
+      } finally {
+        jest.restoreAllMocks();
+        await app.close();
+      }
+    });
+  });
+
+  describe('next to middleware that meters requests too (as @metered/express does)', () => {
+    afterEach(() => {
+      ClaimingMiddleware.claims = [];
+    });
+
+    it('steps aside when the middleware claimed the request first', async () => {
+      ClaimingMiddleware.mode = 'before';
+      const app = await startApp({ platform, claimingMiddleware: true, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+      try {
+        await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
+        await settle(app);
+        expect(ClaimingMiddleware.claims).toEqual([true]);
+        expect(billed()).toEqual([]);
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('keeps the request to itself when the middleware claims it later', async () => {
+      ClaimingMiddleware.mode = 'after';
+      const app = await startApp({ platform, claimingMiddleware: true, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+      try {
+        await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
+        await settle(app);
+        expect(ClaimingMiddleware.claims).toEqual([false]);
+        expect(billed()).toEqual([['cus_alice', 'api_requests', '1']]);
+      } finally {
+        await app.close();
+      }
+    });
+  });
+
+  if (platform === 'express') {
+    it('bills each request once next to @metered/express, which then honours @SkipMetering() and static meters', async () => {
+      const middlewareReporter = new MeterReporter(fakeReporterOptions(fake));
+      const metering = meterUsage({ reporter: middlewareReporter });
+      const app = await startApp({ platform, configure: (nest) => nest.use(metering), metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+      try {
+        const server = app.getHttpServer();
+        await request(server).get('/items').set('x-api-key', 'key_alice').expect(200);
+        await request(server).get('/items/health').set('x-api-key', 'key_alice').expect(200);
+        await request(server).get('/items/guarded').set('x-api-key', 'key_alice').expect(403);
+        await request(server).post('/manual').set('x-api-key', 'key_bob').expect(201);
+        await settle(app);
+        await metering.flush();
+        // /manual: the middleware bills the request (an undecorated route), the service its own event.
+        expect(billed().sort()).toEqual([
+          ['cus_alice', 'api_requests', '1'],
+          ['cus_bob', 'api_requests', '1'],
+          ['cus_bob', 'manual_units', '3'],
+        ]);
+        expect(metering.stats()).toMatchObject({ metered: 2, skipped: { skippedRoute: 1, notBillable: 1 } });
+      } finally {
+        await app.close();
+        await middlewareReporter.close();
+      }
+    });
+  }
+
+  it('bills a client’s retries carrying one Idempotency-Key once', async () => {
+    const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), identifier: 'idempotency-key' }) });
+    try {
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').set('idempotency-key', 'order-42').expect(200);
+      }
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_bob').set('idempotency-key', 'order-42').expect(200);
+      await settle(app);
+      expect(fake.totals()).toEqual({ cus_alice: { api_requests: 1 }, cus_bob: { api_requests: 1 } });
+    } finally {
+      await app.close();
+    }
+  });
+});
