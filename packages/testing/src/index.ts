@@ -1,2 +1,51 @@
-// @metered/testing public API (filled by its issue)
-export {};
+// @metered/testing public API: a Stripe-compatible fake of the V2 billing meter event API, and test helpers.
+export { startFakeStripe } from './fake-stripe';
+export { createManualClock, createSessionToken, meterEvent } from './helpers';
+export {
+  DEDUP_WINDOW_MS,
+  DEFAULT_CUSTOMER_PAYLOAD_KEY,
+  DEFAULT_METER_EVENT_NAME,
+  DEFAULT_VALUE_PAYLOAD_KEY,
+  IDENTIFIER_MAX_LENGTH,
+  SESSION_TTL_MS,
+  STREAM_MAX_EVENTS,
+  TIMESTAMP_MAX_AGE_MS,
+  TIMESTAMP_MAX_FUTURE_MS,
+  VALUE_MAX_SIGNIFICANT_DIGITS,
+} from './config';
+export { FakeStripeConfigError, FakeStripeError } from './errors';
+export type {
+  AdjustmentRecord,
+  AsyncErrorCode,
+  DelayFault,
+  EventChannel,
+  FailFault,
+  FakeEndpoint,
+  FakeMeter,
+  FakeStripe,
+  FakeStripeErrorCode,
+  FakeStripeOptions,
+  FakeStripeStats,
+  FaultController,
+  FaultHandle,
+  FaultKind,
+  FaultTarget,
+  HeldRequests,
+  HostKind,
+  LoggedRequest,
+  ManualClock,
+  MeterDefinition,
+  MeterEventBody,
+  MeterEventOverrides,
+  MeterEventRecord,
+  MeterEventSessionObject,
+  MeterFormula,
+  MeterRegistry,
+  MeterStatus,
+  MeterTotals,
+  OutageOptions,
+  RateLimitOptions,
+  RejectedEventRecord,
+  ResetFault,
+  SyncErrorCode,
+} from './types';

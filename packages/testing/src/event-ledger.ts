@@ -1,0 +1,247 @@
+// What the fake has recorded: accepted events, the 24 h identifier window, async rejections, cancellations and aggregates.
+import { DEDUP_WINDOW_MS } from './config';
+import { FakeStripeError } from './errors';
+import type {
+  AdjustmentRecord,
+  EventChannel,
+  FakeMeter,
+  MeterEventRecord,
+  MeterFormula,
+  MeterTotals,
+  RejectedEventRecord,
+} from './types';
+import type { RuleViolation } from './validation';
+
+// A class rather than object spreads: one hidden class for hundreds of thousands of events keeps the stream path fast.
+class StoredEvent {
+  cancelled = false;
+
+  constructor(
+    readonly eventName: string,
+    readonly identifier: string,
+    readonly customer: string,
+    readonly value: string,
+    readonly timestampMs: number,
+    readonly payload: Readonly<Record<string, string>>,
+    readonly via: EventChannel,
+    readonly receivedAt: number,
+    readonly meterId: string,
+    readonly formula: MeterFormula,
+  ) {}
+}
+
+// Module-level copy: hot paths should not go through a module binding per event.
+const WINDOW_MS = DEDUP_WINDOW_MS;
+
+interface Aggregate {
+  formula: MeterFormula;
+  sum: bigint;
+  count: number;
+  lastTimestamp: number;
+  last: bigint;
+}
+
+function emptyAggregate(formula: MeterFormula): Aggregate {
+  return { formula, sum: 0n, count: 0, lastTimestamp: Number.NEGATIVE_INFINITY, last: 0n };
+}
+
+function addTo(agg: Aggregate, event: StoredEvent): void {
+  agg.count++;
+  if (agg.formula === 'sum') agg.sum += BigInt(event.value);
+  // Later timestamps win; among equal timestamps the later arrival wins (events are scanned in arrival order).
+  else if (agg.formula === 'last' && event.timestampMs >= agg.lastTimestamp) {
+    agg.lastTimestamp = event.timestampMs;
+    agg.last = BigInt(event.value);
+  }
+}
+
+function result(agg: Aggregate): bigint {
+  return agg.formula === 'sum' ? agg.sum : agg.formula === 'count' ? BigInt(agg.count) : agg.last;
+}
+
+export class EventLedger {
+  private stored: StoredEvent[] = [];
+  // Insertion-ordered, so the oldest identifiers are always first and expiry stops at the first young one.
+  private readonly byIdentifier = new Map<string, StoredEvent>();
+  private sweptAt = Number.NEGATIVE_INFINITY;
+  private rejectedEvents: RejectedEventRecord[] = [];
+  private adjustmentRecords: AdjustmentRecord[] = [];
+  private duplicates = 0;
+  private cancelled = 0;
+
+  /** True when the identifier was accepted within the last 24 h (cancelled events keep their identifier). */
+  isDuplicate(identifier: string, now: number): boolean {
+    const seen = this.byIdentifier.get(identifier);
+    return seen !== undefined && now - seen.receivedAt < WINDOW_MS;
+  }
+
+  /** Drops identifiers older than the window; called once per request, not per event. */
+  sweep(now: number): void {
+    // Sweeping at most once per clock second keeps the iterator off the hot path.
+    if (now - this.sweptAt < 1000 && now >= this.sweptAt) return;
+    this.sweptAt = now;
+    const cutoff = now - WINDOW_MS;
+    for (const [identifier, event] of this.byIdentifier) {
+      if (event.receivedAt > cutoff) break;
+      this.byIdentifier.delete(identifier);
+    }
+  }
+
+  countDuplicate(): void {
+    this.duplicates++;
+  }
+
+  /** Records an accepted event; positional so the stream's hot path builds one object per event. */
+  accept(
+    eventName: string,
+    identifier: string,
+    customer: string,
+    value: string,
+    timestampMs: number,
+    payload: Readonly<Record<string, string>>,
+    via: EventChannel,
+    receivedAt: number,
+    meter: FakeMeter,
+  ): void {
+    const event = new StoredEvent(eventName, identifier, customer, value, timestampMs, payload, via, receivedAt, meter.id, meter.formula);
+    this.stored.push(event);
+    // Re-inserting an expired identifier must move it to the end, or the sweep would stop early.
+    if (this.byIdentifier.has(event.identifier)) this.byIdentifier.delete(event.identifier);
+    this.byIdentifier.set(event.identifier, event);
+  }
+
+  reject(record: RejectedEventRecord): void {
+    this.rejectedEvents.push(record);
+  }
+
+  rejectFromViolation(v: RuleViolation, event: Readonly<Record<string, unknown>>, eventName: string, identifier: string, receivedAt: number): void {
+    this.reject(
+      Object.freeze({
+        code: v.asyncCode,
+        syncCode: v.syncCode,
+        report: v.asyncCode === 'no_meter' ? 'v1.billing.meter.no_meter_found' : 'v1.billing.meter.error_report_triggered',
+        message: v.message,
+        eventName,
+        identifier,
+        event,
+        receivedAt,
+      }),
+    );
+  }
+
+  /** Applies a cancel adjustment at once (Stripe does it asynchronously) and records the outcome. */
+  cancel(id: string, eventName: string, identifier: string, now: number): AdjustmentRecord {
+    let target = this.byIdentifier.get(identifier);
+    if (target === undefined) {
+      // Expired from the window: find it anyway so the reason can say why.
+      for (let i = this.stored.length - 1; i >= 0; i--) {
+        if (this.stored[i]?.identifier === identifier) {
+          target = this.stored[i];
+          break;
+        }
+      }
+    }
+    let reason: AdjustmentRecord['reason'] = null;
+    if (target === undefined || target.eventName !== eventName) reason = 'not_found';
+    else if (now - target.receivedAt >= WINDOW_MS) reason = 'outside_24h_window';
+    else if (target.cancelled) reason = 'already_cancelled';
+    if (reason === null && target !== undefined) {
+      target.cancelled = true;
+      this.cancelled++;
+    }
+    const record: AdjustmentRecord = Object.freeze({ id, eventName, identifier, applied: reason === null, reason, receivedAt: now });
+    this.adjustmentRecords.push(record);
+    return record;
+  }
+
+  events(): MeterEventRecord[] {
+    const out: MeterEventRecord[] = [];
+    for (const e of this.stored) {
+      if (e.cancelled) continue;
+      out.push(
+        Object.freeze({
+          eventName: e.eventName,
+          identifier: e.identifier,
+          customer: e.customer,
+          value: e.value,
+          numericValue: Number(e.value),
+          timestamp: new Date(e.timestampMs).toISOString(),
+          payload: e.payload,
+          via: e.via,
+          receivedAt: e.receivedAt,
+          meterId: e.meterId,
+        }),
+      );
+    }
+    return out;
+  }
+
+  rejected(): RejectedEventRecord[] {
+    return [...this.rejectedEvents];
+  }
+
+  adjustments(): AdjustmentRecord[] {
+    return [...this.adjustmentRecords];
+  }
+
+  counts(): { accepted: number; rejected: number; duplicates: number } {
+    return { accepted: this.stored.length - this.cancelled, rejected: this.rejectedEvents.length, duplicates: this.duplicates };
+  }
+
+  /** Aggregate of one meter for one customer over event timestamps in [fromMs, toMs). */
+  aggregate(meterId: string, formula: MeterFormula, customer: string, fromMs: number, toMs: number): bigint {
+    const agg = emptyAggregate(formula);
+    for (const e of this.stored) {
+      if (!e.cancelled && e.meterId === meterId && e.customer === customer && e.timestampMs >= fromMs && e.timestampMs < toMs) addTo(agg, e);
+    }
+    return result(agg);
+  }
+
+  exactTotals(): MeterTotals<bigint> {
+    const aggs = new Map<string, Map<string, Aggregate>>();
+    for (const e of this.stored) {
+      if (e.cancelled) continue;
+      let perCustomer = aggs.get(e.customer);
+      if (perCustomer === undefined) aggs.set(e.customer, (perCustomer = new Map<string, Aggregate>()));
+      let agg = perCustomer.get(e.eventName);
+      if (agg === undefined) perCustomer.set(e.eventName, (agg = emptyAggregate(e.formula)));
+      addTo(agg, e);
+    }
+    const out: MeterTotals<bigint> = {};
+    for (const [customer, perCustomer] of aggs) {
+      const row: Record<string, bigint> = {};
+      for (const [eventName, agg] of perCustomer) row[eventName] = result(agg);
+      out[customer] = row;
+    }
+    return out;
+  }
+
+  /** Totals as numbers; refuses to round silently. */
+  totals(): MeterTotals<number> {
+    const out: MeterTotals<number> = {};
+    for (const [customer, row] of Object.entries(this.exactTotals())) {
+      const numeric: Record<string, number> = {};
+      for (const [eventName, total] of Object.entries(row)) {
+        if (total > BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new FakeStripeError(
+            'ERR_FAKE_STRIPE_PRECISION',
+            `The total of "${eventName}" for ${customer} (${total}) exceeds Number.MAX_SAFE_INTEGER; read it from exactTotals() instead.`,
+          );
+        }
+        numeric[eventName] = Number(total);
+      }
+      out[customer] = numeric;
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.stored = [];
+    this.byIdentifier.clear();
+    this.sweptAt = Number.NEGATIVE_INFINITY;
+    this.rejectedEvents = [];
+    this.adjustmentRecords = [];
+    this.duplicates = 0;
+    this.cancelled = 0;
+  }
+}
