@@ -1,5 +1,5 @@
 // Direct mode against the fake: one event per request, one request per customer+meter at a time, duplicates delivered.
-import { startFakeStripe } from '@metered/testing';
+import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { expectInvariant, reporterFor, totalsFor } from './helpers';
 
@@ -10,6 +10,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
   await fake.close();
 });
 

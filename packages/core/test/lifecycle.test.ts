@@ -1,6 +1,6 @@
 // Bounded memory and shutdown: each overflow policy, flush, close with a clean drain and cut by its timeout.
 import { MeterClosedError, MeterQueueFullError } from '@metered/core';
-import { startFakeStripe } from '@metered/testing';
+import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { expectInvariant, reporterFor, totalsFor, until } from './helpers';
 
@@ -11,6 +11,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
   fake.faults.clear();
   await fake.close();
 });

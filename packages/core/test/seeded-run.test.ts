@@ -1,5 +1,5 @@
 // The acceptance run: 10,000 seeded events, 50 customers, 20% injected failures, totals exactly as reported.
-import { startFakeStripe } from '@metered/testing';
+import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { expectInvariant, expectedTotals, reporterFor, seeded, totalsFor, watchInvariant } from './helpers';
 
@@ -13,7 +13,7 @@ it.each([
   ['stream', 10_000],
   ['direct', 2_000],
 ] as const)('%s mode: %i events, 20%% failures, every customer billed exactly what was reported', async (mode, count) => {
-  fake = await startFakeStripe({ seed: 42, logBodies: false });
+  fake = await startFakeStripe({ seed: 42 });
   const endpoint = mode === 'stream' ? 'meter_event_stream' : 'meter_events';
   // 20% of requests fail in total: errors before and after processing, and connection resets.
   fake.faults.fail({ endpoint, fraction: 0.08, status: 500 });
@@ -35,6 +35,7 @@ it.each([
   await reporter.flush();
 
   expect(stop()).toEqual([]);
+  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
   expect(recorded.errors).toEqual([]);
   expect(totalsFor(fake, 'api_requests')).toEqual(expectedTotals(reports));
   const stats = reporter.stats();

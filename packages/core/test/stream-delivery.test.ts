@@ -1,5 +1,5 @@
 // Stream mode against the fake: wire format, sessions, and every failure ending with each event counted once.
-import { startFakeStripe } from '@metered/testing';
+import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { DEFAULT_STRIPE_VERSION } from '@metered/core';
 import { expectInvariant, reporterFor, totalsFor, until, watchInvariant } from './helpers';
@@ -11,6 +11,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
   await fake.close();
 });
 

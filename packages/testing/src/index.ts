@@ -1,5 +1,7 @@
 // @metered/testing public API: a Stripe-compatible fake of the V2 billing meter event API, and test helpers.
 export { startFakeStripe } from './fake-stripe';
+export { SPEC_PATH, loadStripeSpec, specProblems, trafficProblems } from './stripe-spec';
+export type { SpecCheckOptions, SpecValidator } from './stripe-spec';
 export { createManualClock, createSessionToken, meterEvent } from './helpers';
 export {
   DEDUP_WINDOW_MS,
