@@ -483,6 +483,8 @@ export class MeterReporter {
     this.waitingCount = 0;
     if (leftovers.length > 0) this.drop(leftovers, 'shutdown');
     await Promise.allSettled([...this.deliveries]);
+    // Everything is settled by now; any flush still waiting (one that raced the timeout) resolves with it.
+    for (const waiter of this.flushWaiters.splice(0)) waiter.resolve();
     clearInterval(this.flushTimer);
     this.streamTransport?.dispose();
     await this.http.close();
