@@ -11,8 +11,22 @@ export const MAX_NAME_LENGTH = 100;
 export const MAX_SIGNIFICANT_DIGITS = 15;
 
 const DIGITS = /^[1-9][0-9]*$/;
-// RFC 3339 date-time: full date, 'T' (or space is not allowed by Stripe), time, optional fraction, zone.
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+// RFC 3339 date-time: full date, 'T', time, optional fraction, zone 'Z' or ±hh:mm.
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Epoch ms of an RFC 3339 date-time, or NaN. Date.parse alone would roll Feb 30 over to March and take 24:00. */
+function parseRfc3339(text: string): number {
+  const m = RFC3339.exec(text);
+  if (m === null) return Number.NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const valid =
+    month >= 1 && month <= 12 && day >= 1 && day <= DAYS_IN_MONTH[month - 1]! + (leap ? 1 : 0) &&
+    hour <= 23 && minute <= 59 && second <= 59 &&
+    (m[7] === undefined || (Number(m[7]) <= 23 && Number(m[8]) <= 59));
+  return valid ? Date.parse(text) : Number.NaN;
+}
 // Precomputed strings for the common small values: the hot path then allocates nothing for them.
 const SMALL_VALUES: readonly string[] = Array.from({ length: 1025 }, (_, i) => String(i));
 
@@ -65,7 +79,7 @@ export function normalizeTimestamp(timestamp: unknown, now: number): number {
   } else if (typeof timestamp === 'number') {
     ms = timestamp;
   } else if (typeof timestamp === 'string') {
-    ms = RFC3339.test(timestamp) ? Date.parse(timestamp) : Number.NaN;
+    ms = parseRfc3339(timestamp);
     if (Number.isNaN(ms)) {
       throw new MeterValidationError('ERR_METER_INVALID_TIMESTAMP', 'timestamp', `must be an RFC 3339 date-time, got ${JSON.stringify(timestamp.slice(0, 40))}`);
     }

@@ -84,12 +84,27 @@ describe('timestamp', () => {
     ['more than 5 minutes ahead', () => Date.now() + 6 * 60_000],
     ['not RFC 3339', () => '2026/11/25 10:00'],
     ['a date without time', () => '2026-11-25'],
+
     ['an invalid Date', () => new Date('nope')],
     ['an object', () => ({})],
   ])('refuses a timestamp %s with ERR_METER_INVALID_TIMESTAMP', (_label, make) => {
     const error = refusal({ ...base, timestamp: make() });
     expect(error.code).toBe('ERR_METER_INVALID_TIMESTAMP');
     expect(error.field).toBe('timestamp');
+  });
+
+  // Refused as malformed, not merely out of the window (Date.parse would roll Feb 30 over to March).
+  it.each([
+    ['an impossible day', '2026-02-30T00:00:00Z'],
+    ['day 31 of a 30-day month', '2026-11-31T00:00:00Z'],
+    ['hour 24', '2026-11-25T24:00:00Z'],
+    ['a leap second', '2026-11-25T10:00:60Z'],
+    ['an offset past 23 hours', '2026-11-25T10:00:00+24:00'],
+    ['a space instead of T', '2026-11-25 10:00:00Z'],
+  ])('refuses %s as not RFC 3339', (_label, timestamp) => {
+    const error = refusal({ ...base, timestamp });
+    expect(error.code).toBe('ERR_METER_INVALID_TIMESTAMP');
+    expect(error.rule).toContain('RFC 3339');
   });
 
   it('accepts a Date, epoch ms and an RFC 3339 string with an offset', async () => {
