@@ -2,6 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import type { CloseResult, MeterStats } from '@metered/core';
 import { meterUsage } from '@metered/express';
+import { seededRandom } from '@metered/testing';
 import type { MeteringStats } from '@metered/express';
 import { EXPORT_UNITS, METERS, createApp } from './app';
 import type { GenerateResponse } from './app';
@@ -59,21 +60,10 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-/** A small seeded generator (mulberry32): the same burst every run, without a dependency. */
-function randomSource(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** The burst: every customer's mix of routes, some client retries, and requests without a valid key. */
 function planRequests(): PlannedRequest[] {
-  const random = randomSource(SEED);
+  // Seeded (mulberry32): the same burst every run.
+  const random = seededRandom(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const plan: PlannedRequest[] = [];
   for (const apiKey of Object.keys(DEMO_API_KEYS)) {

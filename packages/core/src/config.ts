@@ -66,10 +66,21 @@ export interface ResolvedConfig {
 }
 
 /** A value as it reads in an error message. */
-function show(value: unknown): string {
+export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
   return typeof value;
+}
+
+/**
+ * Checks that `options` is an object naming only `known` options; `owner` is who takes them, as the
+ * message names it. `notAnObject` gets the value as it reads in a message.
+ */
+export function checkOptionKeys(options: unknown, owner: string, known: ReadonlySet<string>, notAnObject: (shown: string) => string): asserts options is object {
+  if (options === null || typeof options !== 'object') throw new MeterConfigError('options', notAnObject(show(options)));
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) throw new MeterConfigError(key, `is not an option of ${owner} (known: ${[...known].join(', ')})`);
+  }
 }
 
 function positiveInt(option: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -137,14 +148,7 @@ function optionalFunction<T>(option: string, value: unknown): T | undefined {
 
 /** Checks every option and fills in defaults; throws `MeterConfigError` naming the first bad option. */
 export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
-  if (options === null || typeof options !== 'object') {
-    throw new MeterConfigError('options', 'must be an object with at least apiKey');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      throw new MeterConfigError(key, `is not an option of MeterReporter (known: ${[...KNOWN_OPTIONS].join(', ')})`);
-    }
-  }
+  checkOptionKeys(options, 'MeterReporter', KNOWN_OPTIONS, () => 'must be an object with at least apiKey');
   const { apiKey } = options;
   if (typeof apiKey !== 'string' || apiKey.length === 0) {
     throw new MeterConfigError('apiKey', 'is required: a Stripe secret key (sk_test_…, sk_live_…) or restricted key (rk_…)');

@@ -23,6 +23,12 @@ export {
   withTimeout,
 } from './request-metering';
 export type { RequestMeteringState } from './request-metering';
+// The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
+export { meterRequest, reportMeteringFailure } from './adapter-kit';
+export type { RequestMeteringAdapter, RequestMeteringOutcome } from './adapter-kit';
+export { DEFAULT_EVENT_NAME, DEFAULT_VALUE, DEFAULT_BILL_ABORTED, DEFAULT_IDENTIFIER, DEFAULT_IDEMPOTENCY_KEY_HEADER, DEFAULT_RESOLVE_TIMEOUT_MS } from './adapter-options';
+export { resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilliseconds, checkEventNameOption, checkValueOption } from './adapter-options';
+export type { AdapterOptions, AdapterOptionsSpec, ResolvedAdapterOptions, IdentifierSource, MeterValue } from './adapter-options';
 export { redactSecrets } from './redact';
 export {
   DEFAULT_API_BASE_URL,

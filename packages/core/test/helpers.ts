@@ -80,13 +80,4 @@ export function totalsFor(fake: FakeStripe, eventName: string): Record<string, n
 }
 
 /** A small deterministic generator (mulberry32) for seeded runs. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as seeded } from '@metered/testing';

@@ -2,6 +2,7 @@
 export { meterUsage } from './meter-usage';
 export { meterRoute, skipMetering } from './route';
 export type { RouteMiddleware } from './route';
+// The defaults every adapter shares, defined once in core.
 export {
   DEFAULT_EVENT_NAME,
   DEFAULT_VALUE,
@@ -9,7 +10,7 @@ export {
   DEFAULT_IDENTIFIER,
   DEFAULT_IDEMPOTENCY_KEY_HEADER,
   DEFAULT_RESOLVE_TIMEOUT_MS,
-} from './config';
+} from '@metered/core';
 // A handler sets its own request's value or event name (tokens known only at the end), or opts out.
 export { setRequestUsage, skipRequestMetering, MeterReporter, MeterAdapterError, MeterConfigError } from '@metered/core';
 export type {

@@ -1,32 +1,18 @@
 // Aborted requests: a client that disconnects before the response is complete is not billed (unless billAborted).
 import http from 'node:http';
 import type { Server } from 'node:http';
-import { meterUsage } from '@metered/express';
 import type { MeteringMiddleware, MeterUsageOptions } from '@metered/express';
-import type { FakeStripe } from '@metered/testing';
 import onFinished from 'on-finished';
-import { ALICE, EXPRESS_VERSIONS, billed, buildApp, deferred, portOf, reporterFor, startFake } from './helpers';
+import { ALICE, EXPRESS_VERSIONS, billed, buildApp, deferred, portOf, useMeteringSuite } from './helpers';
 
 describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
-  let fake: FakeStripe;
+  const suite = useMeteringSuite();
   let server: Server | undefined;
-  let metering: MeteringMiddleware | undefined;
 
-  beforeAll(async () => {
-    fake = await startFake();
-  });
-  afterAll(async () => {
-    await fake.close();
-  });
-  beforeEach(() => {
-    fake.reset();
-  });
   afterEach(async () => {
     server?.closeAllConnections();
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     server = undefined;
-    await metering?.reporter.close();
-    metering = undefined;
   });
 
   /**
@@ -34,8 +20,7 @@ describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
    * has it, and resolves when the server has seen the connection close.
    */
   async function abortSlowRequest(options: Partial<MeterUsageOptions>): Promise<MeteringMiddleware> {
-    const { reporter } = reporterFor(fake);
-    metering = meterUsage({ reporter, ...options });
+    const metering = suite.meter(options);
     const arrived = deferred();
     const closed = deferred();
     const app = buildApp(express, [metering], (a) =>
@@ -60,19 +45,19 @@ describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
 
   it('does not bill a request whose client disconnected before the response', async () => {
     const mw = await abortSlowRequest({});
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats()).toMatchObject({ seen: 1, metered: 0, skipped: { aborted: 1, total: 1 }, inProgress: 0 });
   });
 
   it('bills an aborted request with billAborted: true', async () => {
     const mw = await abortSlowRequest({ billAborted: true });
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
     expect(mw.stats()).toMatchObject({ metered: 1, skipped: { aborted: 0 } });
   });
 
   it('with billAborted, billIf still decides', async () => {
     const mw = await abortSlowRequest({ billAborted: true, billIf: (_req, res) => res.headersSent });
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats().skipped.notBillable).toBe(1);
   });
 });

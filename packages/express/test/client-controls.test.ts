@@ -1,33 +1,10 @@
 // A client can neither choose who is billed nor suppress billing; Idempotency-Key (opt-in) only collapses its own retries.
-import { meterUsage } from '@metered/express';
-import type { MeteringMiddleware, MeterUsageOptions } from '@metered/express';
-import type { FakeStripe } from '@metered/testing';
 import request from 'supertest';
-import { ALICE, BOB, EXPRESS_VERSIONS, billed, buildApp, reporterFor, startFake } from './helpers';
+import { ALICE, BOB, EXPRESS_VERSIONS, billed, buildApp, useMeteringSuite } from './helpers';
 
 describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express) => {
-  let fake: FakeStripe;
-  let metering: MeteringMiddleware | undefined;
-
-  beforeAll(async () => {
-    fake = await startFake();
-  });
-  afterAll(async () => {
-    await fake.close();
-  });
-  beforeEach(() => {
-    fake.reset();
-  });
-  afterEach(async () => {
-    await metering?.reporter.close();
-    metering = undefined;
-  });
-
-  function meter(options: Partial<MeterUsageOptions> = {}): MeteringMiddleware {
-    const { reporter } = reporterFor(fake);
-    metering = meterUsage({ reporter, ...options });
-    return metering;
-  }
+  const suite = useMeteringSuite();
+  const { meter } = suite;
 
   const SPOOFED_HEADERS = {
     'x-stripe-customer-id': 'cus_bob',
@@ -41,7 +18,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
     const mw = meter();
     await request(buildApp(express, [mw])).get(`/v1/search${SPOOFED_QUERY}`).set(ALICE).set(SPOOFED_HEADERS).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
   });
 
   it('bills no one for an unauthenticated request that names a customer', async () => {
@@ -49,7 +26,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
     const app = buildApp(express, [mw], (a) => a.get('/public', (_req, res) => res.send('hi')));
     await request(app).get(`/public${SPOOFED_QUERY}`).set(SPOOFED_HEADERS).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats().skipped.noCustomer).toBe(1);
   });
 
@@ -61,7 +38,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       .send({ prompt: 'a b', stripeCustomerId: 'cus_bob', user: { stripeCustomerId: 'cus_bob' } })
       .expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'llm_tokens', value: '6' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'llm_tokens', value: '6' }]);
   });
 
   it('headers and query parameters cannot skip metering or change the value', async () => {
@@ -72,7 +49,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       .set({ 'x-skip-metering': '1', 'x-metering': 'off', 'x-meter-value': '0', 'x-meter-event-name': 'free', 'cache-control': 'no-store' })
       .expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
   });
 
   it('ignores Idempotency-Key unless opted in: two requests bill twice', async () => {
@@ -81,7 +58,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
     await request(app).get('/v1/search').set(ALICE).set('Idempotency-Key', 'k1').expect(200);
     await request(app).get('/v1/search').set(ALICE).set('Idempotency-Key', 'k1').expect(200);
     await mw.flush();
-    expect(fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
+    expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
   });
 
   describe("with identifier: 'idempotency-key'", () => {
@@ -93,8 +70,8 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       await request(app).post('/v1/generate').set(ALICE).set('Idempotency-Key', 'op-2').send({ prompt: 'a b c' }).expect(200);
       await request(app).post('/v1/generate').set(ALICE).send({ prompt: 'a b c' }).expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { llm_tokens: 27 } });
-      expect(billed(fake)).toHaveLength(3);
+      expect(suite.fake.totals()).toEqual({ cus_alice: { llm_tokens: 27 } });
+      expect(billed(suite.fake)).toHaveLength(3);
     });
 
     it('bills the same key sent by two customers to each of them', async () => {
@@ -103,7 +80,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       await request(app).get('/v1/search').set(ALICE).set('Idempotency-Key', 'shared').expect(200);
       await request(app).get('/v1/search').set(BOB).set('Idempotency-Key', 'shared').expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { api_requests: 1 }, cus_bob: { api_requests: 1 } });
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 1 }, cus_bob: { api_requests: 1 } });
     });
 
     it('keeps the same key on two meters apart', async () => {
@@ -112,7 +89,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       await request(app).get('/v1/search').set(ALICE).set('Idempotency-Key', 'same').expect(200);
       await request(app).post('/v1/generate').set(ALICE).set('Idempotency-Key', 'same').send({ prompt: 'x' }).expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { api_requests: 1, llm_tokens: 3 } });
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 1, llm_tokens: 3 } });
     });
 
     it('reads a custom header name', async () => {
@@ -121,7 +98,7 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       await request(app).get('/v1/search').set(ALICE).set('x-request-key', 'r1').expect(200);
       await request(app).get('/v1/search').set(ALICE).set('x-request-key', 'r1').expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { api_requests: 1 } });
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 1 } });
     });
   });
 });

@@ -2,10 +2,9 @@
 import { MeterError } from '@metered/core';
 import { meterUsage } from '@metered/express';
 import type { MeterUsageOptions } from '@metered/express';
-import type { FakeStripe } from '@metered/testing';
 import type { Express } from 'express';
 import request from 'supertest';
-import { ALICE, EXPRESS_VERSIONS, billed, buildApp, reporterFor, startFake } from './helpers';
+import { ALICE, EXPRESS_VERSIONS, billed, buildApp, reporterFor, useMeteringSuite } from './helpers';
 
 /** What a client can observe of a response, minus what changes every time (Date). */
 async function observe(app: Express, send: (app: Express) => request.Test): Promise<object> {
@@ -21,17 +20,7 @@ const REQUESTS: ReadonlyArray<readonly [string, (app: Express) => request.Test]>
 ];
 
 describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
-  let fake: FakeStripe;
-
-  beforeAll(async () => {
-    fake = await startFake();
-  });
-  afterAll(async () => {
-    await fake.close();
-  });
-  beforeEach(() => {
-    fake.reset();
-  });
+  const suite = useMeteringSuite();
 
   /** The app's responses without metering: the reference every metered variant must match. */
   function unmetered(): Express {
@@ -49,7 +38,7 @@ describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
   ];
 
   it.each(BROKEN)('%s leaves every response as an unmetered app sends it', async (_label, options, reason) => {
-    const { reporter, errors } = reporterFor(fake);
+    const { reporter, errors } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter, ...options });
     try {
       const reference = unmetered();
@@ -59,7 +48,7 @@ describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
       }
       await mw.flush();
       // Only the handler-set usage of /v1/generate can bypass a broken eventName or value option.
-      expect(billed(fake).filter((event) => event.eventName !== 'llm_tokens')).toEqual([]);
+      expect(billed(suite.fake).filter((event) => event.eventName !== 'llm_tokens')).toEqual([]);
       expect(errors.length).toBeGreaterThan(0);
       for (const error of errors) {
         expect(error).toBeInstanceOf(MeterError);
@@ -75,7 +64,7 @@ describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
   });
 
   it('a closed reporter (report() throws MeterClosedError) leaves responses untouched', async () => {
-    const { reporter, errors } = reporterFor(fake);
+    const { reporter, errors } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter });
     await reporter.close();
     const app = buildApp(express, [mw]);
@@ -91,7 +80,7 @@ describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
   });
 
   it('an onError hook that throws changes nothing either', async () => {
-    const { reporter } = reporterFor(fake, {
+    const { reporter } = reporterFor(suite.fake, {
       onError: () => {
         throw new Error('hook broke');
       },

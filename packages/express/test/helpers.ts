@@ -2,7 +2,8 @@
 import type { AddressInfo } from 'node:net';
 import { MeterReporter, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterReporterOptions } from '@metered/core';
-import { skipMetering } from '@metered/express';
+import { meterUsage, skipMetering } from '@metered/express';
+import type { MeteringMiddleware, MeterUsageOptions } from '@metered/express';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import express5 from 'express';
@@ -33,6 +34,49 @@ export const BOB = { authorization: 'Bearer key_bob' } as const;
 
 export function startFake(): Promise<FakeStripe> {
   return startFakeStripe({ apiKey: FAKE_API_KEY, meters: ['api_requests', 'llm_tokens', 'exports'] });
+}
+
+/** A suite's fake Stripe, and the metering its tests create. */
+export interface MeteringSuite {
+  /** Started before the suite's tests, reset before each, closed after the last. */
+  readonly fake: FakeStripe;
+  /** `meterUsage()` over a reporter aimed at the fake; the reporter is closed after the test. */
+  meter(options?: Partial<MeterUsageOptions>): MeteringMiddleware;
+  /** Closes `mw`'s reporter after the test (for middleware made with a reporter of the test's own). */
+  closeAfterTest(mw: MeteringMiddleware): MeteringMiddleware;
+}
+
+/** Registers the suite's hooks: call it at the top of a `describe`. */
+export function useMeteringSuite(): MeteringSuite {
+  let fake: FakeStripe | undefined;
+  const opened: MeteringMiddleware[] = [];
+  beforeAll(async () => {
+    fake = await startFake();
+  });
+  afterAll(async () => {
+    await fake?.close();
+  });
+  beforeEach(() => {
+    suite.fake.reset();
+  });
+  afterEach(async () => {
+    for (const mw of opened.splice(0)) await mw.reporter.close();
+  });
+  const suite: MeteringSuite = {
+    get fake(): FakeStripe {
+      if (fake === undefined) throw new Error('the fake Stripe starts in beforeAll');
+      return fake;
+    },
+    meter(options = {}) {
+      const { reporter } = reporterFor(suite.fake);
+      return suite.closeAfterTest(meterUsage({ reporter, ...options }));
+    },
+    closeAfterTest(mw) {
+      opened.push(mw);
+      return mw;
+    },
+  };
+  return suite;
 }
 
 /** A reporter aimed at the fake that collects what it hands to onError. */

@@ -1,34 +1,12 @@
 // What bills and what does not: one event per successful authenticated request, on both Express majors.
 import { meterRoute, meterUsage, setRequestUsage, skipRequestMetering } from '@metered/express';
-import type { MeteringMiddleware } from '@metered/express';
-import type { FakeStripe } from '@metered/testing';
 import type { NextFunction, Request, Response } from 'express';
 import request from 'supertest';
-import { ALICE, BOB, EXPRESS_VERSIONS, billed, buildApp, reporterFor, startFake } from './helpers';
+import { ALICE, BOB, EXPRESS_VERSIONS, billed, buildApp, reporterFor, useMeteringSuite } from './helpers';
 
 describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
-  let fake: FakeStripe;
-  let metering: MeteringMiddleware | undefined;
-
-  beforeAll(async () => {
-    fake = await startFake();
-  });
-  afterAll(async () => {
-    await fake.close();
-  });
-  beforeEach(() => {
-    fake.reset();
-  });
-  afterEach(async () => {
-    await metering?.reporter.close();
-    metering = undefined;
-  });
-
-  function meter(options: Omit<Parameters<typeof meterUsage>[0], 'reporter'> = {}): MeteringMiddleware {
-    const { reporter } = reporterFor(fake);
-    metering = meterUsage({ reporter, ...options });
-    return metering;
-  }
+  const suite = useMeteringSuite();
+  const { meter } = suite;
 
   it('bills one event per successful request, to the authenticated customer', async () => {
     const mw = meter();
@@ -39,8 +17,8 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/v1/search').set(BOB).expect(200);
     await mw.flush();
 
-    expect(billed(fake)).toHaveLength(3);
-    expect(fake.totals()).toEqual({ cus_alice: { api_requests: 2 }, cus_bob: { api_requests: 1 } });
+    expect(billed(suite.fake)).toHaveLength(3);
+    expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 2 }, cus_bob: { api_requests: 1 } });
     expect(mw.stats()).toMatchObject({ seen: 3, metered: 3, errors: 0, inProgress: 0 });
   });
 
@@ -56,7 +34,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/health').set(ALICE).expect(200);
     await mw.flush();
 
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats()).toEqual({
       seen: 6,
       metered: 0,
@@ -73,7 +51,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/public').expect(200);
     await mw.flush();
 
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats().skipped.noCustomer).toBe(1);
   });
 
@@ -81,7 +59,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     const mw = meter({ eventName: 'exports', value: 5 });
     await request(buildApp(express, [mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '5' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '5' }]);
   });
 
   it('picks the event name per request with a function', async () => {
@@ -90,7 +68,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/v1/search').set(ALICE).expect(200);
     await request(app).get('/v1/export').set(ALICE).expect(200);
     await mw.flush();
-    expect(fake.totals()).toEqual({ cus_alice: { api_requests: 1, exports: 1 } });
+    expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 1, exports: 1 } });
   });
 
   it('resolves an async value after the response', async () => {
@@ -102,7 +80,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     );
     await request(app).get('/v1/units').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '7' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '7' }]);
   });
 
   it('bills the value and event name a handler sets for its own request (LLM tokens)', async () => {
@@ -111,14 +89,14 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).post('/v1/generate').set(ALICE).send({ prompt: 'one two three four' }).expect(200);
     await request(app).post('/v1/generate').set(BOB).send({ prompt: 'hi' }).expect(200);
     await mw.flush();
-    expect(fake.totals()).toEqual({ cus_alice: { llm_tokens: 12 }, cus_bob: { llm_tokens: 3 } });
+    expect(suite.fake.totals()).toEqual({ cus_alice: { llm_tokens: 12 }, cus_bob: { llm_tokens: 3 } });
   });
 
   it('skips a request whose value is 0 (nothing used)', async () => {
     const mw = meter();
     await request(buildApp(express, [mw])).post('/v1/generate').set(ALICE).send({ prompt: '' }).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats().skipped.zeroValue).toBe(1);
   });
 
@@ -132,18 +110,18 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     );
     await request(app).get('/v1/free').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats().skipped.skippedRoute).toBe(1);
   });
 
   it('gives up a value resolver that never settles after resolveTimeoutMs, and reports it', async () => {
-    const { reporter, errors } = reporterFor(fake);
+    const { reporter, errors } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter, value: () => new Promise<number>(() => undefined), resolveTimeoutMs: 20 });
-    metering = mw;
+    suite.closeAfterTest(mw);
     await request(buildApp(express, [mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
 
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats()).toMatchObject({ metered: 0, errors: 1, inProgress: 0 });
     expect(errors).toHaveLength(1);
     expect(errors[0]!.code).toBe('ERR_METER_ADAPTER');
@@ -161,16 +139,16 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     );
     await request(app).get('/v1/me').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_bob', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_bob', eventName: 'api_requests', value: '1' }]);
   });
 
   it('gives up a customer resolver that never settles after resolveTimeoutMs, and reports it', async () => {
-    const { reporter, errors } = reporterFor(fake);
+    const { reporter, errors } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter, customer: () => new Promise<string>(() => undefined), resolveTimeoutMs: 20 });
-    metering = mw;
+    suite.closeAfterTest(mw);
     await request(buildApp(express, [mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([]);
+    expect(billed(suite.fake)).toEqual([]);
     expect(mw.stats()).toMatchObject({ metered: 0, errors: 1, inProgress: 0 });
     expect(errors.map((e) => e.code)).toEqual(['ERR_METER_ADAPTER']);
     expect(errors[0]!.message).toMatch(/customer resolver .*did not settle within 20 ms/);
@@ -193,7 +171,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/v1/order').set(ALICE).expect(200);
     await mw.flush();
     expect(order).toEqual(['handler', 'customer resolver (response ended: true)']);
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
   });
 
   it('calls next() synchronously: the handler runs in the same tick as the middleware', async () => {
@@ -210,20 +188,20 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(buildApp(express, [probe])).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
     expect(nextCalledSynchronously).toEqual([true]);
-    expect(billed(fake)).toHaveLength(1);
+    expect(billed(suite.fake)).toHaveLength(1);
   });
 
   it('emits one event when the same middleware is mounted twice', async () => {
     const mw = meter();
     await request(buildApp(express, [mw, mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toHaveLength(1);
+    expect(billed(suite.fake)).toHaveLength(1);
     expect(mw.stats()).toMatchObject({ seen: 2, metered: 1, skipped: { duplicate: 1, total: 1 } });
   });
 
   it('emits one event when one middleware is mounted app-wide and another on the route', async () => {
     const appLevel = meter();
-    const { reporter } = reporterFor(fake);
+    const { reporter } = reporterFor(suite.fake);
     const routeLevel = meterUsage({ reporter, eventName: 'exports' });
     try {
       const app = buildApp(express, [appLevel], (a) => a.get('/v1/report', routeLevel, (_req, res) => res.send('ok')));
@@ -231,7 +209,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
       await appLevel.flush();
       await routeLevel.flush();
       // The first middleware to see the request owns it; a second is counted as a duplicate.
-      expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+      expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
       expect(routeLevel.stats()).toMatchObject({ seen: 1, metered: 0, skipped: { duplicate: 1 } });
     } finally {
       await reporter.close();
@@ -244,7 +222,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     await request(app).get('/v1/report').set(ALICE).expect(200);
     await request(app).get('/v1/search').set(ALICE).expect(200);
     await mw.flush();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '3' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '3' }]);
   });
 
   describe('per-route configuration', () => {
@@ -258,7 +236,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
       await request(app).get('/v1/rows?n=4').set(ALICE).expect(200);
       await request(app).get('/v1/search').set(ALICE).expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { exports: 10, api_requests: 5 } });
+      expect(suite.fake.totals()).toEqual({ cus_alice: { exports: 10, api_requests: 5 } });
     });
 
     it('a handler-set value wins over meterRoute', async () => {
@@ -271,7 +249,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
       );
       await request(app).get('/v1/export').set(ALICE).expect(200);
       await mw.flush();
-      expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '2' }]);
+      expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'exports', value: '2' }]);
     });
 
     it('meterRoute on a router combines with one on its route, the inner one winning', async () => {
@@ -286,7 +264,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
       await request(app).get('/v1/exports/big').set(ALICE).expect(200);
       await request(app).get('/v1/exports/small').set(ALICE).expect(200);
       await mw.flush();
-      expect(fake.totals()).toEqual({ cus_alice: { exports: 11 } });
+      expect(suite.fake.totals()).toEqual({ cus_alice: { exports: 11 } });
     });
 
     it('skipMetering() excludes a route even for an authenticated customer', async () => {
@@ -294,7 +272,7 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
       const app = buildApp(express, [mw]);
       await request(app).get('/health').set(ALICE).expect(200, 'ok');
       await mw.flush();
-      expect(billed(fake)).toEqual([]);
+      expect(billed(suite.fake)).toEqual([]);
       expect(mw.stats().skipped.skippedRoute).toBe(1);
     });
   });

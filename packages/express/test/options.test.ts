@@ -2,23 +2,12 @@
 import { MeterConfigError } from '@metered/core';
 import { DEFAULT_EVENT_NAME, meterRoute, meterUsage } from '@metered/express';
 import type { MeterUsageOptions } from '@metered/express';
-import type { FakeStripe } from '@metered/testing';
 import express from 'express';
 import request from 'supertest';
-import { ALICE, billed, buildApp, reporterFor, reporterOptionsFor, startFake } from './helpers';
+import { ALICE, billed, buildApp, reporterFor, reporterOptionsFor, useMeteringSuite } from './helpers';
 
 describe('meterUsage options', () => {
-  let fake: FakeStripe;
-
-  beforeAll(async () => {
-    fake = await startFake();
-  });
-  afterAll(async () => {
-    await fake.close();
-  });
-  beforeEach(() => {
-    fake.reset();
-  });
+  const suite = useMeteringSuite();
 
   const BAD: ReadonlyArray<readonly [string, unknown]> = [
     ['eventName', ''],
@@ -38,7 +27,7 @@ describe('meterUsage options', () => {
   ];
 
   it.each(BAD)('rejects %s = %p with a MeterConfigError naming it', (option, value) => {
-    const { reporter } = reporterFor(fake);
+    const { reporter } = reporterFor(suite.fake);
     try {
       const create = (): unknown => meterUsage({ reporter, [option]: value });
       expect(create).toThrow(MeterConfigError);
@@ -54,7 +43,7 @@ describe('meterUsage options', () => {
   });
 
   it('rejects an idempotencyKeyHeader that would never be read', () => {
-    const { reporter } = reporterFor(fake);
+    const { reporter } = reporterFor(suite.fake);
     expect(() => meterUsage({ reporter, idempotencyKeyHeader: 'x-key' })).toThrow(/"idempotencyKeyHeader": is only read with identifier/);
     expect(() => meterUsage({ reporter, identifier: 'idempotency-key', idempotencyKeyHeader: 'bad header' })).toThrow(/"idempotencyKeyHeader"/);
     void reporter.close();
@@ -72,7 +61,7 @@ describe('meterUsage options', () => {
   });
 
   it('returns a named middleware with its reporter reachable', () => {
-    const { reporter } = reporterFor(fake);
+    const { reporter } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter });
     expect(mw.name).toBe('meterUsageMiddleware');
     expect(mw.reporter).toBe(reporter);
@@ -83,21 +72,21 @@ describe('meterUsage options', () => {
   });
 
   it('creates, uses and closes its own reporter from reporter options', async () => {
-    const mw = meterUsage({ reporter: reporterOptionsFor(fake) });
+    const mw = meterUsage({ reporter: reporterOptionsFor(suite.fake) });
     expect(mw.ownsReporter).toBe(true);
     await request(buildApp(express, [mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.close();
-    expect(billed(fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
     expect(() => mw.reporter.report({ eventName: 'api_requests', customerId: 'cus_alice' })).toThrow(/closed/);
   });
 
   it('close() leaves a reporter it was given open', async () => {
-    const { reporter } = reporterFor(fake);
+    const { reporter } = reporterFor(suite.fake);
     const mw = meterUsage({ reporter });
     await request(buildApp(express, [mw])).get('/v1/search').set(ALICE).expect(200);
     await mw.close();
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_alice' })).not.toThrow();
     await reporter.close();
-    expect(fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
+    expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
   });
 });

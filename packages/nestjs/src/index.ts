@@ -3,13 +3,7 @@ export { MeteringModule } from './metering.module';
 export { MeterUsage, SkipMetering } from './meter-usage.decorator';
 export type { ClassOrMethodDecorator } from './meter-usage.decorator';
 export { MeterUsageInterceptor } from './meter-usage.interceptor';
-export {
-  DEFAULT_EVENT_NAME,
-  DEFAULT_RESOLVE_TIMEOUT_MS,
-  DEFAULT_SHUTDOWN_TIMEOUT_MS,
-  defaultBillIf,
-  defaultCustomer,
-} from './metering.options';
+export { DEFAULT_SHUTDOWN_TIMEOUT_MS, defaultBillIf, defaultCustomer } from './metering.options';
 export type {
   BillIf,
   CustomerResolver,
@@ -24,3 +18,5 @@ export type {
 } from './types';
 // Re-exported so an app injects and reports through the same class the module provides.
 export { MeterReporter, setRequestUsage, skipRequestMetering } from '@metered/core';
+// The defaults every adapter shares, defined once in core.
+export { DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS } from '@metered/core';

@@ -1,14 +1,6 @@
 // The global interceptor: one meter event per billable request, reported after the response is sent, never failing it.
-import {
-  MeterAdapterError,
-  claimRequest,
-  getRequestUsage,
-  identifierFromIdempotencyKey,
-  redactSecrets,
-  setRequestUsage,
-  skipRequestMetering,
-  withTimeout,
-} from '@metered/core';
+import { DEFAULT_VALUE, claimRequest, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
+import type { RequestMeteringAdapter } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
@@ -18,15 +10,25 @@ import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
-import { DEFAULT_VALUE } from './metering.options';
 import type { ResolvedMeteringConfig } from './metering.options';
-import type { MeteringOutcome, MeterValue } from './types';
+import type { MeteringOutcome } from './types';
 
 /** What the handler's Observable did, recorded as it happens. */
 interface HandlerOutcome {
   failed: boolean;
   error: unknown;
   result: unknown;
+}
+
+/** One request to a metered route, as core asks about it. */
+interface RouteExchange {
+  readonly context: ExecutionContext;
+  readonly route: RouteMetering;
+  /** The framework's request (Fastify's wrapper, or Express's own). */
+  readonly request: object;
+  readonly rawRequest: IncomingMessage;
+  readonly rawResponse: ServerResponse;
+  readonly handler: HandlerOutcome;
 }
 
 const SKIPPED = Symbol('skipped');
@@ -42,29 +44,38 @@ function nodeObject<T extends object>(frameworkObject: object): T {
   return (typeof raw === 'object' && raw !== null ? raw : frameworkObject) as T;
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+/** How the request ended, as `billIf` sees it. */
+function outcomeOf({ rawResponse, handler }: RouteExchange): MeteringOutcome {
+  return Object.freeze({
+    statusCode: rawResponse.statusCode,
+    error: handler.failed ? handler.error : undefined,
+    result: handler.failed ? undefined : handler.result,
+  });
 }
 
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Which step of metering a request failed, for the error message. */
-type Step = 'billIf' | 'customer resolver' | 'value resolver' | 'report()' | 'interceptor';
-
-/** Thrown inside metering so that the step at fault is named once, where the failure is reported. */
-class StepError extends Error {
-  constructor(
-    readonly step: Step,
-    override readonly cause: unknown,
-  ) {
-    super(message(cause));
-  }
-}
-
-function isZero(value: MeterValue): boolean {
-  return value === 0 || value === 0n || value === '0';
+/** Core's questions, answered for Nest: the module's options, then the route's `@MeterUsage()` over them. */
+function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMeteringAdapter<RouteExchange> {
+  return {
+    reporter: config.reporter,
+    billAborted: config.billAborted,
+    resolveTimeoutMs: config.resolveTimeoutMs,
+    idempotencyKeyHeader: config.idempotencyKeyHeader,
+    internalStep: 'interceptor',
+    // What the handler set with setRequestUsage() on either object (Fastify's wrapper or Node's) wins.
+    usage: ({ request, rawRequest }) => ({ ...getRequestUsage(rawRequest), ...getRequestUsage(request) }),
+    billIf: (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
+    customer: ({ context }) => config.customer(context),
+    eventName: ({ route }) => route.eventName ?? config.eventName,
+    value: ({ context, route, handler }) => {
+      const value = route.value;
+      return typeof value === 'function' ? value(context, handler.failed ? undefined : handler.result) : (value ?? DEFAULT_VALUE);
+    },
+    headers: ({ rawRequest }) => rawRequest.headers,
+    dimensions: ({ route }) => route.dimensions,
+    // The route's names, not its URL: a URL may carry tokens in its query string.
+    describe: ({ context }) => `a request to ${context.getClass().name}.${context.getHandler().name}`,
+    logFallback: (line) => logger.error(line),
+  };
 }
 
 /**
@@ -75,12 +86,15 @@ function isZero(value: MeterValue): boolean {
 @Injectable()
 export class MeterUsageInterceptor implements NestInterceptor {
   private readonly logger = new Logger('MeteringModule');
-  private readonly inProgress = new Set<Promise<void>>();
+  private readonly inProgress = new Set<Promise<unknown>>();
+  private readonly metering: RequestMeteringAdapter<RouteExchange>;
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
     private readonly reflector: Reflector,
-  ) {}
+  ) {
+    this.metering = nestAdapter(config, this.logger);
+  }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http') return next.handle();
@@ -114,10 +128,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
     });
 
     const arrivedAt = Date.now();
-    const work = Promise.all([handlerDone, responseDone])
-      .then(([, completed]) => this.meter(context, route, request, rawRequest, rawResponse, handler, arrivedAt, !completed))
-      .catch((error: unknown) => this.reportFailure(context, error));
-    this.track(work);
+    const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler };
+    // Never rejects: core hands every failure to the reporter's onError.
+    this.track(Promise.all([handlerDone, responseDone]).then(([, completed]) => meterRequest(this.metering, exchange, arrivedAt, !completed)));
 
     // Only records; an Observable (SSE, a streamed result) settles once, on complete, error or unsubscribe.
     return next.handle().pipe(
@@ -181,82 +194,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     return this.config.meterAllRoutes ? METER_ALL : undefined;
   }
 
-  private async meter(
-    context: ExecutionContext,
-    route: RouteMetering,
-    request: object,
-    rawRequest: IncomingMessage,
-    rawResponse: ServerResponse,
-    handler: HandlerOutcome,
-    arrivedAt: number,
-    aborted: boolean,
-  ): Promise<void> {
-    // What the handler set with setRequestUsage() on either object (Fastify's wrapper or Node's) wins.
-    const usage = { ...getRequestUsage(rawRequest), ...getRequestUsage(request) };
-    if (usage.skip === true) return;
-    if (aborted && !this.config.billAborted) return;
-
-    const outcome: MeteringOutcome = Object.freeze({
-      statusCode: rawResponse.statusCode,
-      error: handler.failed ? handler.error : undefined,
-      result: handler.failed ? undefined : handler.result,
-    });
-    if (!(await this.step('billIf', () => this.config.billIf(context, outcome)))) return;
-
-    const customerId: unknown = await this.step('customer resolver', () => this.config.customer(context));
-    // No payer (an anonymous request to a route free without an account) is not billed, as in @metered/express.
-    if (customerId === undefined || customerId === null || customerId === '') return;
-    if (typeof customerId !== 'string') {
-      throw new StepError('customer resolver', new TypeError(`returned ${typeof customerId}; expected a Stripe customer id string or undefined`));
-    }
-
-    const resolver = route.value;
-    const value =
-      usage.value ??
-      (typeof resolver === 'function' ? await this.step('value resolver', () => resolver(context, outcome.result)) : (resolver ?? DEFAULT_VALUE));
-    if (isZero(value)) return;
-
-    const eventName = usage.eventName ?? route.eventName ?? this.config.eventName;
-    const identifier = this.identifierFor(rawRequest, customerId, eventName);
-    await this.step('report()', () =>
-      this.config.reporter.report({ eventName, customerId, value, timestamp: arrivedAt, identifier, dimensions: route.dimensions }),
-    );
-  }
-
-  private identifierFor(rawRequest: IncomingMessage, customerId: string, eventName: string): string | undefined {
-    const header = this.config.idempotencyKeyHeader;
-    if (header === undefined) return undefined;
-    const key = rawRequest.headers[header];
-    return typeof key === 'string' && key.length > 0 ? identifierFromIdempotencyKey(customerId, eventName, key) : undefined;
-  }
-
-  /**
-   * Runs one user-supplied step. A synchronous result is used as it is (no timer in the common case);
-   * a promise gets `resolveTimeoutMs` to settle. Failures carry the step's name to the error message.
-   */
-  private async step<T>(name: Step, fn: () => T | Promise<T>): Promise<T> {
-    try {
-      const result = fn();
-      return isThenable(result) ? await withTimeout(() => result, this.config.resolveTimeoutMs, `the ${name}`) : result;
-    } catch (error) {
-      throw new StepError(name, error);
-    }
-  }
-
-  /** Every failure goes to the reporter's onError/logger; none ever reaches the response, which is already sent. */
-  private reportFailure(context: ExecutionContext, failure: unknown): void {
-    const failed = failure instanceof StepError ? failure : new StepError('interceptor', failure);
-    // The route's names, not its URL: a URL may carry tokens in its query string.
-    const route = `${context.getClass().name}.${context.getHandler().name}`;
-    const error = new MeterAdapterError(`Could not meter a request to ${route}: the ${failed.step} failed: ${failed.message}`, failed.cause);
-    try {
-      this.config.reporter.handleError(error);
-    } catch (hookError) {
-      this.logger.error(`${error.message} (and handleError threw: ${redactSecrets(message(hookError))})`);
-    }
-  }
-
-  private track(work: Promise<void>): void {
+  private track(work: Promise<unknown>): void {
     this.inProgress.add(work);
     void work.finally(() => this.inProgress.delete(work));
   }

@@ -3,6 +3,7 @@ export { startFakeStripe } from './fake-stripe';
 export { SPEC_PATH, loadStripeSpec, specProblems, trafficProblems } from './stripe-spec';
 export type { SpecCheckOptions, SpecValidator } from './stripe-spec';
 export { createManualClock, createSessionToken, meterEvent } from './helpers';
+export { seededRandom } from './random';
 export {
   DEDUP_WINDOW_MS,
   DEFAULT_CUSTOMER_PAYLOAD_KEY,

@@ -1,0 +1,150 @@
+// Metering one finished request, decided here for every framework adapter; an adapter only answers for its request.
+import type { MeterValue } from './adapter-options';
+import { MeterAdapterError } from './errors';
+import type { MeterReporter } from './meter-reporter';
+import { redactSecrets } from './redact';
+import { identifierFromIdempotencyKey, withTimeout } from './request-metering';
+import type { RequestMeteringState } from './request-metering';
+import type { MeterEventInput } from './types';
+
+/** How metering one request ended: metered, failed (reported to `onError`), or why it was not billed. */
+export type RequestMeteringOutcome = 'metered' | 'error' | 'skippedRoute' | 'aborted' | 'notBillable' | 'noCustomer' | 'zeroValue';
+
+/**
+ * What an adapter tells core about its requests: its resolved settings, and answers for one request
+ * (`TRequest`: whatever the adapter needs to answer, e.g. Express's `req` and `res`). Answers may be
+ * promises; each gets `resolveTimeoutMs` to settle.
+ */
+export interface RequestMeteringAdapter<TRequest> {
+  /** Where events, and failures to meter, go. */
+  readonly reporter: Pick<MeterReporter, 'report' | 'handleError'>;
+  /** Whether a request whose client disconnected before the response was complete is billed. */
+  readonly billAborted: boolean;
+  readonly resolveTimeoutMs: number;
+  /** The lower-cased header holding a client's idempotency key, or undefined when identifiers are generated. */
+  readonly idempotencyKeyHeader: string | undefined;
+  /** The step a failure outside every answer is blamed on, in the message (`metering`, `interceptor`). */
+  readonly internalStep: string;
+  /** What the handler set with `setRequestUsage()`; read first, before anything async. */
+  usage(request: TRequest): Readonly<RequestMeteringState>;
+  /** Whether the request counts. */
+  billIf(request: TRequest): unknown;
+  /** Who pays: a Stripe customer id, or undefined / null / '' for no one. */
+  customer(request: TRequest): unknown;
+  /** The event name, unless the handler set one. */
+  eventName(request: TRequest): string | Promise<string>;
+  /** The value, unless the handler set one. */
+  value(request: TRequest): MeterValue | Promise<MeterValue>;
+  /** The request's headers, read for the idempotency key. */
+  headers(request: TRequest): Readonly<Record<string, string | string[] | undefined>>;
+  /** The event's dimensions; without this answer events carry none. */
+  readonly dimensions?: (request: TRequest) => Readonly<Record<string, string>> | undefined;
+  /** The request as it reads in an error message ("GET /v1/search"); never its query, which may carry secrets. */
+  describe(request: TRequest): string;
+  /** Where a failure goes when `reporter.handleError()` itself throws; without it, nowhere. */
+  readonly logFallback?: (line: string) => void;
+}
+
+/** Which step of metering a request failed, for the error message. */
+type Step = 'billIf' | 'customer resolver' | 'eventName resolver' | 'value resolver' | 'report()';
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+function isZero(value: MeterValue): boolean {
+  return value === 0 || value === 0n || value === '0';
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Thrown inside metering so that the step at fault is named once, where the failure is reported. */
+class StepError extends Error {
+  constructor(
+    readonly step: string,
+    override readonly cause: unknown,
+  ) {
+    super(message(cause));
+  }
+}
+
+/**
+ * Runs one of the adapter's answers. A synchronous result is used as it is (no timer in the common
+ * case); a promise gets `timeoutMs` to settle. Failures carry the step's name to the message.
+ */
+async function step<T>(name: Step, timeoutMs: number, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    const result = fn();
+    return isThenable(result) ? await withTimeout(() => result, timeoutMs, `the ${name}`) : result;
+  } catch (error) {
+    throw new StepError(name, error);
+  }
+}
+
+/**
+ * Hands a failure to meter `request` to the reporter's `onError` as a `MeterAdapterError`
+ * ("Could not meter GET /x: <what> failed: <why>"). Never throws.
+ */
+export function reportMeteringFailure<TRequest>(adapter: RequestMeteringAdapter<TRequest>, request: TRequest, what: string, cause: unknown): void {
+  try {
+    const error = new MeterAdapterError(`Could not meter ${adapter.describe(request)}: ${what} failed: ${message(cause)}`, cause);
+    try {
+      adapter.reporter.handleError(error);
+    } catch (hookError) {
+      adapter.logFallback?.(`${error.message} (and handleError threw: ${redactSecrets(message(hookError))})`);
+    }
+  } catch {
+    // Nowhere is left to tell, and a metering failure never reaches the application.
+  }
+}
+
+/**
+ * Decides whether a finished request is billed, and reports it as one event dated `arrivedAt`.
+ * Never rejects: every failure goes to `reportMeteringFailure()` and ends as `'error'`.
+ *
+ * @example
+ * const outcome = await meterRequest(adapter, { req, res }, arrivedAt, !res.writableEnded);
+ */
+export async function meterRequest<TRequest>(
+  adapter: RequestMeteringAdapter<TRequest>,
+  request: TRequest,
+  arrivedAt: number,
+  aborted: boolean,
+): Promise<RequestMeteringOutcome> {
+  const timeoutMs = adapter.resolveTimeoutMs;
+  try {
+    // Read before anything async: a handler's setRequestUsage() made before the response ended counts.
+    const usage = adapter.usage(request);
+    if (usage.skip === true) return 'skippedRoute';
+    if (aborted && !adapter.billAborted) return 'aborted';
+    if (!(await step('billIf', timeoutMs, () => adapter.billIf(request)))) return 'notBillable';
+
+    const customerId = await step('customer resolver', timeoutMs, () => adapter.customer(request));
+    // No payer (an anonymous request to a route free without an account) is not billed.
+    if (customerId === undefined || customerId === null || customerId === '') return 'noCustomer';
+    if (typeof customerId !== 'string') {
+      throw new StepError('customer resolver', new TypeError(`returned ${typeof customerId}; expected a Stripe customer id string or undefined`));
+    }
+
+    const eventName = usage.eventName ?? (await step('eventName resolver', timeoutMs, () => adapter.eventName(request)));
+    const value = usage.value ?? (await step('value resolver', timeoutMs, () => adapter.value(request)));
+    if (isZero(value)) return 'zeroValue';
+
+    const header = adapter.idempotencyKeyHeader;
+    const idempotencyKey = header === undefined ? undefined : adapter.headers(request)[header];
+    // Derived from customer and event name too, so a client can only collapse its own retries.
+    const identifier =
+      typeof idempotencyKey === 'string' && idempotencyKey.length > 0 ? identifierFromIdempotencyKey(customerId, eventName, idempotencyKey) : undefined;
+
+    const event: MeterEventInput = { eventName, customerId, value, timestamp: arrivedAt, identifier };
+    if (adapter.dimensions !== undefined) event.dimensions = adapter.dimensions(request);
+    await step('report()', timeoutMs, () => adapter.reporter.report(event));
+    return 'metered';
+  } catch (error) {
+    const failed = error instanceof StepError ? error : new StepError(adapter.internalStep, error);
+    reportMeteringFailure(adapter, request, `the ${failed.step}`, failed.cause);
+    return 'error';
+  }
+}

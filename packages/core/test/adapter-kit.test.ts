@@ -1,0 +1,108 @@
+// The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
+import { MeterAdapterError, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
+import type { MeterError, MeterEventInput, RequestMeteringAdapter } from '@metered/core';
+
+interface FakeRequest {
+  readonly state: object;
+  readonly headers: Record<string, string>;
+}
+
+function adapterWith(overrides: Partial<RequestMeteringAdapter<FakeRequest>> = {}) {
+  const reported: MeterEventInput[] = [];
+  const errors: MeterError[] = [];
+  const adapter: RequestMeteringAdapter<FakeRequest> = {
+    reporter: {
+      report: (event) => {
+        reported.push(event);
+        return 'id';
+      },
+      handleError: (error) => {
+        errors.push(error);
+      },
+    },
+    billAborted: false,
+    resolveTimeoutMs: 50,
+    idempotencyKeyHeader: undefined,
+    internalStep: 'metering',
+    usage: () => ({}),
+    billIf: () => true,
+    customer: () => 'cus_1',
+    eventName: () => 'api_requests',
+    value: () => 1,
+    headers: (request) => request.headers,
+    describe: () => 'GET /x',
+    ...overrides,
+  };
+  return { adapter, reported, errors };
+}
+
+const request = (headers: Record<string, string> = {}): FakeRequest => ({ state: {}, headers });
+
+afterEach(() => {
+  jest.useRealTimers();
+});
+
+describe('meterRequest', () => {
+  it('reports one event dated at arrival', async () => {
+    const { adapter, reported } = adapterWith();
+    await expect(meterRequest(adapter, request(), 1_700_000_000_000, false)).resolves.toBe('metered');
+    expect(reported).toEqual([{ eventName: 'api_requests', customerId: 'cus_1', value: 1, timestamp: 1_700_000_000_000, identifier: undefined }]);
+  });
+
+  it.each<[string, string, Partial<RequestMeteringAdapter<FakeRequest>>, boolean]>([
+    ['skippedRoute', 'a handler opted out', { usage: () => ({ skip: true }) }, false],
+    ['aborted', 'the client went away', {}, true],
+    ['notBillable', 'billIf says no', { billIf: () => false }, false],
+    ['noCustomer', 'there is no payer', { customer: () => '' }, false],
+    ['zeroValue', 'the value is 0', { value: () => 0n }, false],
+  ])('ends as %s when %s', async (outcome, _reason, overrides, aborted) => {
+    const { adapter, reported, errors } = adapterWith(overrides);
+    await expect(meterRequest(adapter, request(), Date.now(), aborted)).resolves.toBe(outcome);
+    expect(reported).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
+  it("lets the handler's usage win over the adapter's answers", async () => {
+    const req = request();
+    setRequestUsage(req.state, { eventName: 'llm_tokens', value: 9 });
+    const eventName = jest.fn(() => 'unused');
+    const { adapter, reported } = adapterWith({ usage: (r) => getRequestUsage(r.state), eventName });
+    await meterRequest(adapter, req, Date.now(), false);
+    expect(reported).toEqual([expect.objectContaining({ eventName: 'llm_tokens', value: 9 })]);
+    expect(eventName).not.toHaveBeenCalled();
+  });
+
+  it('derives the identifier from the idempotency key header', async () => {
+    const { adapter, reported } = adapterWith({ idempotencyKeyHeader: 'idempotency-key', dimensions: () => ({ tier: 'pro' }) });
+    await meterRequest(adapter, request({ 'idempotency-key': 'k1' }), Date.now(), false);
+    expect(reported[0]).toMatchObject({ identifier: identifierFromIdempotencyKey('cus_1', 'api_requests', 'k1'), dimensions: { tier: 'pro' } });
+  });
+
+  it('names the failed step, gives up a promise after resolveTimeoutMs, and never rejects', async () => {
+    jest.useFakeTimers();
+    const { adapter, errors } = adapterWith({ value: () => new Promise<number>(() => undefined) });
+    const outcome = meterRequest(adapter, request(), Date.now(), false);
+    await jest.advanceTimersByTimeAsync(50);
+    await expect(outcome).resolves.toBe('error');
+    expect(errors).toEqual([expect.any(MeterAdapterError)]);
+    expect(errors[0]!.message).toBe('Could not meter GET /x: the value resolver failed: the value resolver did not settle within 50 ms');
+  });
+
+  it('rejects a customer that is not a string, and blames the adapter step for its own failures', async () => {
+    const typed = adapterWith({ customer: () => 42 });
+    await expect(meterRequest(typed.adapter, request(), Date.now(), false)).resolves.toBe('error');
+    expect(typed.errors[0]!.message).toMatch(/the customer resolver failed: returned number/);
+
+    const broken = adapterWith({ usage: () => { throw new Error('state lost'); } });
+    await expect(meterRequest(broken.adapter, request(), Date.now(), false)).resolves.toBe('error');
+    expect(broken.errors[0]!.message).toBe('Could not meter GET /x: the metering failed: state lost');
+  });
+
+  it('logs through logFallback when handleError itself throws', async () => {
+    const lines: string[] = [];
+    const { adapter } = adapterWith({ billIf: () => { throw new Error('bad predicate'); }, logFallback: (line) => lines.push(line) });
+    const throwing = { ...adapter, reporter: { ...adapter.reporter, handleError: () => { throw new Error('hook broke'); } } };
+    await expect(meterRequest(throwing, request(), Date.now(), false)).resolves.toBe('error');
+    expect(lines).toEqual(['Could not meter GET /x: the billIf failed: bad predicate (and handleError threw: hook broke)']);
+  });
+});
