@@ -71,16 +71,21 @@ class StepError extends Error {
 }
 
 /**
- * Runs one of the adapter's answers. A synchronous result is used as it is (no timer in the common
- * case); a promise gets `timeoutMs` to settle. Failures carry the step's name to the message.
+ * Runs one of the adapter's answers. A synchronous result comes back as it is, so that the common
+ * case costs no promise, no microtask and no timer (this runs once per request: docs/BENCHMARKS.md);
+ * a promise comes back wrapped in `timeoutMs`. Failures carry the step's name to the message.
  */
-async function step<T>(name: Step, timeoutMs: number, fn: () => T | Promise<T>): Promise<T> {
+function ask<T>(name: Step, timeoutMs: number, fn: () => T | Promise<T>): T | Promise<T> {
+  let result: T | Promise<T>;
   try {
-    const result = fn();
-    return isThenable(result) ? await withTimeout(() => result, timeoutMs, `the ${name}`) : result;
+    result = fn();
   } catch (error) {
     throw new StepError(name, error);
   }
+  if (!isThenable(result)) return result;
+  return withTimeout(() => result, timeoutMs, `the ${name}`).catch((error: unknown) => {
+    throw new StepError(name, error);
+  });
 }
 
 /**
@@ -119,17 +124,22 @@ export async function meterRequest<TRequest>(
     const usage = adapter.usage(request);
     if (usage.skip === true) return 'skippedRoute';
     if (aborted && !adapter.billAborted) return 'aborted';
-    if (!(await step('billIf', timeoutMs, () => adapter.billIf(request)))) return 'notBillable';
+    let billable = ask('billIf', timeoutMs, () => adapter.billIf(request));
+    if (isThenable(billable)) billable = await billable;
+    if (!billable) return 'notBillable';
 
-    const customerId = await step('customer resolver', timeoutMs, () => adapter.customer(request));
+    let customerId = ask('customer resolver', timeoutMs, () => adapter.customer(request));
+    if (isThenable(customerId)) customerId = await customerId;
     // No payer (an anonymous request to a route free without an account) is not billed.
     if (customerId === undefined || customerId === null || customerId === '') return 'noCustomer';
     if (typeof customerId !== 'string') {
       throw new StepError('customer resolver', new TypeError(`returned ${typeof customerId}; expected a Stripe customer id string or undefined`));
     }
 
-    const eventName = usage.eventName ?? (await step('eventName resolver', timeoutMs, () => adapter.eventName(request)));
-    const value = usage.value ?? (await step('value resolver', timeoutMs, () => adapter.value(request)));
+    let eventName = usage.eventName ?? ask('eventName resolver', timeoutMs, () => adapter.eventName(request));
+    if (isThenable(eventName)) eventName = await eventName;
+    let value = usage.value ?? ask('value resolver', timeoutMs, () => adapter.value(request));
+    if (isThenable(value)) value = await value;
     if (isZero(value)) return 'zeroValue';
 
     const header = adapter.idempotencyKeyHeader;
@@ -140,7 +150,11 @@ export async function meterRequest<TRequest>(
 
     const event: MeterEventInput = { eventName, customerId, value, timestamp: arrivedAt, identifier };
     if (adapter.dimensions !== undefined) event.dimensions = adapter.dimensions(request);
-    await step('report()', timeoutMs, () => adapter.reporter.report(event));
+    try {
+      adapter.reporter.report(event);
+    } catch (error) {
+      throw new StepError('report()', error);
+    }
     return 'metered';
   } catch (error) {
     const failed = error instanceof StepError ? error : new StepError(adapter.internalStep, error);

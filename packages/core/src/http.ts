@@ -17,6 +17,8 @@ export interface PostOptions {
   /** The bearer credential: the secret key, or a stream session token. */
   readonly bearer: string;
   readonly body?: unknown;
+  /** The body already serialized as JSON (the stream's batches); wins over `body`. */
+  readonly json?: string;
   /** Kept the same across every retry of one logical request. */
   readonly idempotencyKey?: string;
   readonly signal?: AbortSignal;
@@ -65,7 +67,7 @@ export class StripeHttp {
       path,
       method: 'POST',
       headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      body: options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
       headersTimeout: this.config.requestTimeoutMs,
       bodyTimeout: this.config.requestTimeoutMs,
       signal: options.signal,

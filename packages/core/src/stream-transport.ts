@@ -7,7 +7,7 @@ import type { QueuedEvent } from './queue';
 import { registerSecret } from './redact';
 import { isSessionExpired } from './retry';
 import type { Transport } from './transport';
-import { toWireEvent } from './wire';
+import { encodeStreamBody } from './wire';
 
 const SESSION_PATH = '/v2/billing/meter_event_session';
 const STREAM_PATH = '/v2/billing/meter_event_stream';
@@ -44,11 +44,11 @@ export class StreamTransport implements Transport {
 
   async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
     const { customerKey, valueKey } = this.config;
-    const body = { events: batch.map((event) => toWireEvent(event, customerKey, valueKey)) };
+    const json = encodeStreamBody(batch, customerKey, valueKey);
     for (let renewals = 0; ; renewals += 1) {
       const session = await this.currentSession(signal);
       try {
-        await this.http.post(this.config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, body, idempotencyKey, signal });
+        await this.http.post(this.config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal });
         return;
       } catch (error) {
         if (!isSessionExpired(error) || renewals >= MAX_RENEWALS_PER_SEND) throw error;

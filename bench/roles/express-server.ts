@@ -1,0 +1,66 @@
+// Child process: the Express app under load — bare, metered with meterUsage(), or naive (awaits Stripe in the handler).
+import type { AddressInfo } from 'node:net';
+import { MeterReporter } from '@metered/core';
+import type { MeterStats } from '@metered/core';
+import { meterUsage } from '@metered/express';
+import express from 'express';
+import Stripe from 'stripe';
+import { childConfig, serveParent } from '../lib/proc';
+import { profilerHandlers } from '../lib/profiler';
+import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import type { Delivery, ServerConfig, ServerReady } from './shared';
+
+const NAIVE_CUSTOMERS = Array.from({ length: 1000 }, (_, i) => `cus_bench_${String(i).padStart(4, '0')}`);
+
+function main(): void {
+  const { variant, fake } = childConfig<ServerConfig>();
+  if (variant === 'noop-interceptor') throw new Error('noop-interceptor is a Nest variant');
+  const app = express();
+  let reporter: MeterReporter | undefined;
+  let flush = (): Promise<void> => Promise.resolve();
+
+  if (variant === 'metered') {
+    reporter = new MeterReporter(reporterOptions(fake));
+    const metering = meterUsage({ reporter, eventName: BENCH_EVENT, customer: () => BENCH_CUSTOMER });
+    flush = () => metering.flush();
+    app.use(metering);
+  }
+
+  if (variant === 'naive') {
+    const origin = new URL(fake.url);
+    const stripe = new Stripe(fake.apiKey, { host: origin.hostname, port: Number(origin.port), protocol: 'http' });
+    let next = 0;
+    app.get('/hello', async (_req, res) => {
+      // What metering looks like without a reporter: the response waits for Stripe, once per request.
+      // Customers rotate because Stripe (and the fake) answer 409 to a second concurrent call for one customer.
+      const customer = NAIVE_CUSTOMERS[next++ % NAIVE_CUSTOMERS.length]!;
+      await stripe.v2.billing.meterEvents.create({ event_name: BENCH_EVENT, payload: { stripe_customer_id: customer, value: '1' } });
+      res.send('Hello World!');
+    });
+  } else {
+    app.get('/hello', (_req, res) => {
+      res.send('Hello World!');
+    });
+  }
+
+  const server = app.listen(0, SERVER_HOST, () => {
+    const { port } = server.address() as AddressInfo;
+    const ready: ServerReady = { url: `http://${SERVER_HOST}:${port}/hello` };
+    serveParent(ready, {
+      cpuMs,
+      ...profilerHandlers(),
+      flush: async (): Promise<Delivery> => {
+        await flush();
+        const stats: MeterStats | undefined = reporter?.stats();
+        return { delivered: stats?.delivered ?? 0, dropped: stats?.dropped.total ?? 0, failed: stats?.failed ?? 0 };
+      },
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+        await reporter?.close();
+      },
+    });
+  });
+}
+
+main();
