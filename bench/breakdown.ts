@@ -38,8 +38,8 @@ async function main(): Promise<void> {
   const seconds = flag('seconds', 3);
   pinTools();
   const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
-  const [[, startBare], ...steps] = stepsOf(kind, fake.ready);
-  const bare = await startBare!();
+  const [baseline, ...steps] = stepsOf(kind, fake.ready);
+  const bare = await baseline![1]();
   console.log(`${kind}: each step against bare, ${rounds} simultaneous rounds of ${seconds} s, ${CONNECTIONS} connections each; ${placement.describe}`);
   console.log('step               throughput vs bare      CPU/request (bare → step)');
   let previous = 1;

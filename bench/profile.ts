@@ -16,6 +16,8 @@ import type { ServerKind } from './scenarios/servers';
 /** Libraries only the metering code uses in these servers (the hello-world path needs none of them). */
 const METERING_DEPENDENCIES = new Set(['on-finished', 'ee-first', 'undici']);
 const NEUTRAL = new Set(['node internals', '(native)', '(garbage collector)']);
+/** Reporter functions that run once per batch, not once per request: delivery's share is told apart. */
+const DELIVERY_FUNCTIONS = new Set(['pump', 'deliver', 'withRetries', 'send', 'encodeStreamBody', 'post', 'acquire', 'tryTake', 'currentSession', 'withoutExpired', 'settle']);
 
 /** Where a script belongs: a package under node_modules, one of ours, or Node itself. */
 function owner(url: string, functionName: string): string {
@@ -63,6 +65,14 @@ export function summarize(profile: CpuProfile, requests: number, top = 20): stri
   const metering = new Map<string, number>();
   let busy = 0;
   let meteringTotal = 0;
+  let deliveryTotal = 0;
+  const isDelivery = (id: number): boolean => {
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const { url, functionName } = byId.get(at)!.callFrame;
+      if (owner(url, functionName) === 'undici' || (url.includes('packages/core/') && DELIVERY_FUNCTIONS.has(functionName))) return true;
+    }
+    return false;
+  };
   const add = (map: Map<string, number>, key: string, us: number): void => {
     map.set(key, (map.get(key) ?? 0) + us);
   };
@@ -75,6 +85,7 @@ export function summarize(profile: CpuProfile, requests: number, top = 20): stri
     const frame = meteringFrame(id);
     if (frame !== undefined) {
       meteringTotal += us;
+      if (isDelivery(id)) deliveryTotal += us;
       add(metering, label(frame), us);
     }
   }
@@ -89,7 +100,8 @@ export function summarize(profile: CpuProfile, requests: number, top = 20): stri
     `CPU per request: ${(busy / requests).toFixed(1)} µs over ${requests} requests (garbage collection and native work included)`,
     `by package (self time):\n${table(byPackage, 12)}`,
     `by function (self time):\n${table(byFunction, top)}`,
-    `metering: ${perRequest(meteringTotal)}, by the nearest metering frame:\n${table(metering, top)}`,
+    `metering: ${perRequest(meteringTotal)}, of which delivery (encoding and sending batches, handling their answers): ${perRequest(deliveryTotal)}`,
+    `metering by the nearest metering frame:\n${table(metering, top)}`,
   ].join('\n');
 }
 

@@ -35,7 +35,7 @@ export interface Plan {
 
 const FULL: Plan = {
   overhead: { warmupSeconds: 8, rounds: 6, pairs: 3, seconds: 3, connections: 10, latencyConnections: 1 },
-  naive: { warmupSeconds: 3, rounds: 3, seconds: 3, connections: [10, 50] },
+  naive: { warmupSeconds: 6, rounds: 3, seconds: 3, connections: [10, 50] },
   reporter: {
     delivery: { seconds: 8, warmupSeconds: 2 },
     pacing: { rps: 200, seconds: 30, warmupSeconds: 2 },
