@@ -1,4 +1,4 @@
-// Checks recorded traffic against Stripe's official OpenAPI definitions (an excerpt such as shared/stripe-spec) with ajv.
+// Checks recorded traffic against Stripe's official OpenAPI definitions (the excerpt shipped in spec/) with ajv.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -6,13 +6,15 @@ import Ajv from 'ajv';
 import type { ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 
+import { FakeStripeError } from './errors';
 import type { FakeStripe, LoggedRequest } from './types';
 
 /**
- * Where this monorepo keeps Stripe's OpenAPI excerpt (`shared/stripe-spec` beside the repository);
- * `STRIPE_SPEC_PATH` overrides it. Users point `loadStripeSpec()` at their own copy.
+ * Stripe's OpenAPI excerpt as this package ships it (`spec/` beside `src/` and `dist/`, so the same
+ * path holds in this repository and in an installed app); `STRIPE_SPEC_PATH` overrides it.
+ * `spec/README.md` names its source commit and API version.
  */
-export const SPEC_PATH = process.env.STRIPE_SPEC_PATH ?? path.resolve(__dirname, '../../../../shared/stripe-spec/stripe-v2-meter-events.openapi.json');
+export const SPEC_PATH = process.env.STRIPE_SPEC_PATH ?? path.resolve(__dirname, '../spec/stripe-v2-meter-events.openapi.json');
 const SCHEMA_BASE = 'https://stripe-spec.local/schemas/';
 
 /**
@@ -93,12 +95,15 @@ export function loadStripeSpec(specPath: string = SPEC_PATH): SpecValidator {
   const known = cache.get(specPath);
   if (known !== undefined) return known;
   if (!fs.existsSync(specPath)) {
-    throw new Error(`Stripe's OpenAPI excerpt is missing: expected ${specPath} (shared/stripe-spec beside the repository, or STRIPE_SPEC_PATH).`);
+    throw new FakeStripeError('ERR_FAKE_STRIPE_SPEC_MISSING', `Stripe's OpenAPI excerpt is missing: expected ${specPath} (the spec/ folder of @metered/testing, or the path given / STRIPE_SPEC_PATH).`);
   }
-  const spec = JSON.parse(fs.readFileSync(specPath, 'utf8')) as {
-    paths: Record<string, Record<string, Record<string, Json>>>;
-    components: { schemas: Record<string, Json> };
-  };
+  let spec: { paths: Record<string, Record<string, Record<string, Json>>>; components: { schemas: Record<string, Json> } };
+  try {
+    spec = JSON.parse(fs.readFileSync(specPath, 'utf8')) as typeof spec;
+    if (typeof spec?.paths !== 'object' || typeof spec?.components?.schemas !== 'object') throw new Error('it has no paths or components.schemas');
+  } catch (error) {
+    throw new FakeStripeError('ERR_FAKE_STRIPE_SPEC_INVALID', `${specPath} is not an OpenAPI document of Stripe's: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
   const ajv = new Ajv({ strict: true, allErrors: true, allowUnionTypes: true });
   addFormats(ajv);
   ajv.addFormat('unix-time', { type: 'number', validate: (n: number) => Number.isInteger(n) });

@@ -460,7 +460,9 @@ export type FakeStripeErrorCode =
   | 'ERR_FAKE_STRIPE_CONFIG'
   | 'ERR_FAKE_STRIPE_UNKNOWN_METER'
   | 'ERR_FAKE_STRIPE_DUPLICATE_METER'
-  | 'ERR_FAKE_STRIPE_PRECISION';
+  | 'ERR_FAKE_STRIPE_PRECISION'
+  | 'ERR_FAKE_STRIPE_SPEC_MISSING'
+  | 'ERR_FAKE_STRIPE_SPEC_INVALID';
 
 /** A meter event as both v2 endpoints take it. */
 export interface MeterEventBody {

@@ -1,4 +1,9 @@
 // The spec validator itself: it loads Stripe's definitions and rejects what they forbid, so the traffic checks are not vacuous.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { FakeStripeError } from '../src';
 import type { LoggedRequest } from '../src';
 import { SPEC_PATH, loadSpec, specProblems } from './support/spec';
 
@@ -26,8 +31,8 @@ const base: LoggedRequest = {
   durationMs: 0,
 };
 
-it('finds the spec beside the repository and compiles every operation', () => {
-  expect(SPEC_PATH).toMatch(/shared\/stripe-spec\/stripe-v2-meter-events\.openapi\.json$/);
+it('finds the spec inside the package and compiles every operation', () => {
+  expect(SPEC_PATH).toBe(path.resolve(__dirname, '../spec/stripe-v2-meter-events.openapi.json'));
   expect(loadSpec().operations.map((o) => `${o.method} ${o.template}`).sort()).toEqual([
     'GET /v1/billing/meters',
     'GET /v1/billing/meters/{id}/event_summaries',
@@ -55,4 +60,25 @@ it.each<[string, Partial<LoggedRequest>]>([
   ['accepted unknown query parameters', { method: 'GET', path: '/v1/billing/meters', body: undefined, query: { colour: 'red' }, response: { object: 'list', data: [], has_more: false, url: '/v1/billing/meters' } }],
 ])('flags %s', (_name, change) => {
   expect(specProblems({ ...base, ...change })).not.toEqual([]);
+});
+
+describe('a missing or broken spec file', () => {
+  it('is a coded error naming the path', () => {
+    const missing = path.join(os.tmpdir(), 'metered-no-such-spec.json');
+    expect(() => loadSpec(missing)).toThrow(FakeStripeError);
+    expect(() => loadSpec(missing)).toThrow(expect.objectContaining({ code: 'ERR_FAKE_STRIPE_SPEC_MISSING', message: expect.stringContaining(missing) }));
+  });
+
+  it('is a coded error when the file is not an OpenAPI document', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metered-spec-'));
+    try {
+      const file = path.join(dir, 'spec.json');
+      fs.writeFileSync(file, '{"openapi": "3.0.0"}');
+      expect(() => loadSpec(file)).toThrow(expect.objectContaining({ code: 'ERR_FAKE_STRIPE_SPEC_INVALID' }));
+      fs.writeFileSync(file, '{not json');
+      expect(() => loadSpec(file)).toThrow(expect.objectContaining({ code: 'ERR_FAKE_STRIPE_SPEC_INVALID' }));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
