@@ -15,7 +15,14 @@ export type MeterErrorCode =
   | 'ERR_METER_CLOSED'
   | 'ERR_METER_STRIPE_API'
   | 'ERR_METER_DELIVERY_FAILED'
-  | 'ERR_METER_ADAPTER';
+  | 'ERR_METER_ADAPTER'
+  | 'ERR_METER_SPOOL_UNAVAILABLE'
+  | 'ERR_METER_SPOOL_LOCKED'
+  | 'ERR_METER_SPOOL_CORRUPT'
+  | 'ERR_METER_SPOOL_VERSION'
+  | 'ERR_METER_SPOOL_READONLY'
+  | 'ERR_METER_SPOOL_FULL'
+  | 'ERR_METER_SPOOL_IO';
 
 /** Base class of every error metered throws or reports. */
 export class MeterError extends Error {
@@ -114,5 +121,20 @@ export class MeterAdapterError extends MeterError {
   override readonly name = 'MeterAdapterError';
   constructor(message: string, cause?: unknown) {
     super('ERR_METER_ADAPTER', message, { cause });
+  }
+}
+
+/** The on-disk spool cannot be opened or written; `path` is the spool file, `sqliteCode` SQLite's code. */
+export class MeterSpoolError extends MeterError {
+  override readonly name = 'MeterSpoolError';
+  constructor(
+    code: Extract<MeterErrorCode, `ERR_METER_SPOOL_${string}`>,
+    readonly path: string,
+    message: string,
+    /** SQLite's extended result code (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, …), when SQLite raised it. */
+    readonly sqliteCode?: string,
+    cause?: unknown,
+  ) {
+    super(code, message, { cause });
   }
 }

@@ -1,0 +1,109 @@
+// The usage ledger's arithmetic: hourly cells per customer × event name, exact sums, and the in-memory ledger.
+import { MeterConfigError } from '../errors';
+import type { MeterEvent } from '../types';
+import type { LedgerQuery, LedgerRow } from './types';
+
+export const HOUR_MS = 3_600_000;
+
+/** The ledger's columns, in storage order. */
+export const LEDGER_COLUMNS = ['accepted', 'delivered', 'failed', 'dropped', 'uncertain'] as const;
+export type LedgerColumn = (typeof LEDGER_COLUMNS)[number];
+
+/** Counts and exact sums of one cell, indexed like `LEDGER_COLUMNS`. */
+export interface LedgerCell {
+  readonly hour: number;
+  readonly customerId: string;
+  readonly eventName: string;
+  readonly counts: number[];
+  readonly sums: bigint[];
+}
+
+const COLUMN_INDEX: Readonly<Record<LedgerColumn, number>> = { accepted: 0, delivered: 1, failed: 2, dropped: 3, uncertain: 4 };
+
+/** Ledger cells keyed by hour, customer and event name; adding is O(1) and exact. */
+export class LedgerCells {
+  readonly cells = new Map<string, LedgerCell>();
+
+  add(event: MeterEvent, column: LedgerColumn): void {
+    const cell = this.cellOf(event.timestamp - (event.timestamp % HOUR_MS), event.customerId, event.eventName);
+    const i = COLUMN_INDEX[column];
+    cell.counts[i]! += 1;
+    cell.sums[i]! += BigInt(event.value);
+  }
+
+  /** Adds another cell's counts and sums to this set's cell of the same key. */
+  merge(other: LedgerCell): void {
+    const cell = this.cellOf(other.hour, other.customerId, other.eventName);
+    for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) {
+      cell.counts[i]! += other.counts[i]!;
+      cell.sums[i]! += other.sums[i]!;
+    }
+  }
+
+  private cellOf(hour: number, customerId: string, eventName: string): LedgerCell {
+    // Length-prefixed so that no customer id or event name can make two cells share a key.
+    const key = `${hour}:${customerId.length}:${customerId}${eventName}`;
+    let cell = this.cells.get(key);
+    if (cell === undefined) {
+      cell = { hour, customerId, eventName, counts: [0, 0, 0, 0, 0], sums: [0n, 0n, 0n, 0n, 0n] };
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
+  addAll(events: readonly MeterEvent[], column: LedgerColumn): void {
+    for (const event of events) this.add(event, column);
+  }
+
+  get size(): number {
+    return this.cells.size;
+  }
+
+  clear(): void {
+    this.cells.clear();
+  }
+}
+
+/** The bounds of a query as hour starts: cells with `fromHour <= hour < to`. */
+export function queryBounds(query: LedgerQuery): { fromHour: number; to: number; customerId: string | undefined } {
+  if (query === null || typeof query !== 'object') throw new MeterConfigError('ledger', 'expects { from, to, customerId? }');
+  const from = instant(query.from, 'ledger.from');
+  const to = instant(query.to, 'ledger.to');
+  if (query.customerId !== undefined && typeof query.customerId !== 'string') {
+    throw new MeterConfigError('ledger.customerId', `must be a string, got ${typeof query.customerId}`);
+  }
+  // The hour holding `from` overlaps the range, so it starts the selection.
+  return { fromHour: from - (((from % HOUR_MS) + HOUR_MS) % HOUR_MS), to, customerId: query.customerId };
+}
+
+function instant(value: Date | number, option: string): number {
+  const ms = value instanceof Date ? value.getTime() : value;
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new MeterConfigError(option, 'must be a Date or milliseconds since the epoch');
+  return ms;
+}
+
+/** A cell as the public row shape. */
+export function toRow(cell: LedgerCell): LedgerRow {
+  const tally = (i: number) => ({ count: cell.counts[i]!, value: cell.sums[i]!.toString() });
+  return { hour: cell.hour, customerId: cell.customerId, eventName: cell.eventName, accepted: tally(0), delivered: tally(1), failed: tally(2), dropped: tally(3), uncertain: tally(4) };
+}
+
+/** Orders rows by hour, then customer, then event name (code-unit order). */
+export function compareRows(a: LedgerRow, b: LedgerRow): number {
+  if (a.hour !== b.hour) return a.hour - b.hour;
+  if (a.customerId !== b.customerId) return a.customerId < b.customerId ? -1 : 1;
+  if (a.eventName !== b.eventName) return a.eventName < b.eventName ? -1 : 1;
+  return 0;
+}
+
+/** The memory store's ledger: every cell in a map for the process's lifetime. */
+export class MemoryLedger extends LedgerCells {
+  query(query: LedgerQuery): LedgerRow[] {
+    const { fromHour, to, customerId } = queryBounds(query);
+    const rows: LedgerRow[] = [];
+    for (const cell of this.cells.values()) {
+      if (cell.hour >= fromHour && cell.hour < to && (customerId === undefined || cell.customerId === customerId)) rows.push(toRow(cell));
+    }
+    return rows.sort(compareRows);
+  }
+}

@@ -1,0 +1,558 @@
+// The on-disk spool: accepted events in a SQLite file (WAL, one owning process) until their outcome is known, with the ledger.
+import fs from 'node:fs';
+import path from 'node:path';
+import type BetterSqlite3 from 'better-sqlite3';
+import { MeterClosedError, MeterConfigError, MeterSpoolError } from '../errors';
+import { MemoryEventStore } from '../queue';
+import type { QueuedEvent } from '../queue';
+import { MAX_EVENT_AGE_MS } from '../validate';
+import { HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
+import { MemoryDurableStore } from './memory-store';
+import type {
+  DurableEventStore,
+  LedgerQuery,
+  LedgerRow,
+  RecoveredEvents,
+  SettleOutcome,
+  SpoolDurability,
+  SpoolOptions,
+  SpoolSynchronous,
+  UncertainEvent,
+} from './types';
+
+export const DEFAULT_SPOOL_DURABILITY: SpoolDurability = 'turn';
+export const DEFAULT_SPOOL_SYNCHRONOUS: SpoolSynchronous = 'normal';
+export const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_RESEND_WITHIN_MS = 23 * HOUR_MS;
+export const DEFAULT_LEDGER_RETENTION_MS = 40 * 24 * HOUR_MS;
+/** Stripe forgets identifiers after 24 h: resending later than that could bill twice. */
+const DEDUP_WINDOW_MS = 24 * HOUR_MS;
+const MIN_MAX_BYTES = 64 * 1024;
+/** Bumped when the tables change; a spool written by a newer version is refused, never rewritten. */
+const SCHEMA_VERSION = 1;
+/** Marks the file as a metered spool ('metr'), so a path pointing at another database is refused. */
+const APPLICATION_ID = 0x6d657472;
+/** While writes fail, they are retried this often (not every turn: a failing write still costs its rows). */
+const WRITE_RETRY_MS = 1000;
+/** Per-row cost beyond its strings in the estimate behind `maxBytes` (rowid, header, b-tree cell). */
+const ROW_OVERHEAD_BYTES = 48;
+/** Free pages that trigger an incremental vacuum, so a drained backlog gives its disk space back. */
+const VACUUM_FREE_PAGES = 256;
+/** The write-ahead log is truncated to this after each checkpoint. */
+const WAL_LIMIT_BYTES = 1024 * 1024;
+/** Headroom of the hard file cap over `maxBytes`: the ledger, b-tree slack, the log. */
+const FILE_CAP_SLACK_BYTES = 4 * 1024 * 1024;
+/**
+ * Value sums are kept as two integers, `hi * 10^9 + lo`, so that SQLite adds them exactly in one
+ * upsert: with values below 10^15 each column stays under 2^63 for billions of events per cell.
+ */
+const VALUE_SPLIT = 1_000_000_000n;
+
+type Database = BetterSqlite3.Database;
+type Statement = BetterSqlite3.Statement;
+
+interface ResolvedSpoolOptions {
+  readonly path: string;
+  readonly durability: SpoolDurability;
+  readonly synchronous: SpoolSynchronous;
+  readonly maxBytes: number;
+  readonly resendWithinMs: number;
+  readonly ledgerRetentionMs: number;
+  readonly onError: ((error: MeterSpoolError) => void) | undefined;
+}
+
+interface EventRow {
+  id: number;
+  identifier: string;
+  event_name: string;
+  customer_id: string;
+  value: string;
+  timestamp: number;
+  dimensions: string | null;
+  first_attempt_at: number | null;
+}
+
+interface Leftover {
+  readonly event: QueuedEvent;
+  readonly firstAttemptAt: number | null;
+}
+
+const SCHEMA = `
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  identifier TEXT NOT NULL,
+  event_name TEXT NOT NULL,
+  customer_id TEXT NOT NULL,
+  value TEXT NOT NULL,
+  timestamp INTEGER NOT NULL,
+  dimensions TEXT,
+  first_attempt_at INTEGER
+);
+CREATE TABLE ledger (
+  hour INTEGER NOT NULL,
+  customer_id TEXT NOT NULL,
+  event_name TEXT NOT NULL,
+  ${LEDGER_COLUMNS.map((c) => `${c}_count INTEGER NOT NULL, ${c}_hi INTEGER NOT NULL, ${c}_lo INTEGER NOT NULL`).join(',\n  ')},
+  PRIMARY KEY (hour, customer_id, event_name)
+) WITHOUT ROWID;
+`;
+
+const LEDGER_UPSERT = `INSERT INTO ledger VALUES (?, ?, ?, ${LEDGER_COLUMNS.map(() => '?, ?, ?').join(', ')})
+ON CONFLICT (hour, customer_id, event_name) DO UPDATE SET
+${LEDGER_COLUMNS.map((c) => `${c}_count = ${c}_count + excluded.${c}_count, ${c}_hi = ${c}_hi + excluded.${c}_hi, ${c}_lo = ${c}_lo + excluded.${c}_lo`).join(',\n')}`;
+
+/** The estimate `maxBytes` bounds: the row's strings plus a fixed overhead. */
+function rowBytes(event: QueuedEvent): number {
+  let bytes = ROW_OVERHEAD_BYTES + event.identifier.length + event.eventName.length + event.customerId.length + event.value.length;
+  if (event.dimensions !== undefined) for (const key in event.dimensions) bytes += key.length + event.dimensions[key]!.length + 6;
+  return bytes;
+}
+
+function resolveSpoolOptions(options: SpoolOptions): ResolvedSpoolOptions {
+  if (options === null || typeof options !== 'object') throw new MeterConfigError('spool', 'must be an object with a path');
+  const { durability = DEFAULT_SPOOL_DURABILITY, synchronous = DEFAULT_SPOOL_SYNCHRONOUS } = options;
+  if (typeof options.path !== 'string' || options.path.trim() === '') throw new MeterConfigError('spool.path', 'must be a non-empty file path');
+  if (durability !== 'event' && durability !== 'turn') throw new MeterConfigError('spool.durability', `must be 'event' or 'turn', got ${String(durability)}`);
+  if (synchronous !== 'normal' && synchronous !== 'full') throw new MeterConfigError('spool.synchronous', `must be 'normal' or 'full', got ${String(synchronous)}`);
+  const maxBytes = options.maxBytes ?? DEFAULT_SPOOL_MAX_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < MIN_MAX_BYTES) throw new MeterConfigError('spool.maxBytes', `must be an integer of at least ${MIN_MAX_BYTES}, got ${String(maxBytes)}`);
+  const resendWithinMs = options.resendWithinMs ?? DEFAULT_RESEND_WITHIN_MS;
+  if (typeof resendWithinMs !== 'number' || !(resendWithinMs > 0 && resendWithinMs <= DEDUP_WINDOW_MS)) {
+    throw new MeterConfigError('spool.resendWithinMs', `must be more than 0 and at most ${DEDUP_WINDOW_MS} (Stripe's 24 h duplicate window), got ${String(resendWithinMs)}`);
+  }
+  const ledgerRetentionMs = options.ledgerRetentionMs ?? DEFAULT_LEDGER_RETENTION_MS;
+  if (typeof ledgerRetentionMs !== 'number' || !(ledgerRetentionMs > 0)) throw new MeterConfigError('spool.ledgerRetentionMs', `must be a positive number of milliseconds, got ${String(ledgerRetentionMs)}`);
+  if (options.onError !== undefined && typeof options.onError !== 'function') throw new MeterConfigError('spool.onError', 'must be a function');
+  return Object.freeze({ path: path.resolve(options.path), durability, synchronous, maxBytes, resendWithinMs, ledgerRetentionMs, onError: options.onError });
+}
+
+/** better-sqlite3 is an optional peer: required only when a spool opens, so the memory store costs nothing. */
+function loadDriver(file: string): typeof BetterSqlite3 {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- an optional peer, loaded lazily on purpose
+    return require('better-sqlite3') as typeof BetterSqlite3;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new MeterSpoolError('ERR_METER_SPOOL_UNAVAILABLE', file, `The spool needs the optional peer dependency better-sqlite3 (npm install better-sqlite3@12): ${reason}`, undefined, error);
+  }
+}
+
+/** A failure as the coded spool error that says what to do about it. */
+export function toSpoolError(error: unknown, file: string, doing: string): MeterSpoolError {
+  if (error instanceof MeterSpoolError) return error;
+  const raw = (error as { code?: unknown } | null)?.code;
+  const code = typeof raw === 'string' ? raw : undefined;
+  const sqliteCode = code?.startsWith('SQLITE_') ? code : undefined;
+  const detail = error instanceof Error ? error.message : String(error);
+  if (code === undefined) return new MeterSpoolError('ERR_METER_SPOOL_IO', file, `${doing} the spool failed: ${detail}`, undefined, error);
+  if (/^SQLITE_(BUSY|LOCKED)/.test(code)) {
+    return new MeterSpoolError('ERR_METER_SPOOL_LOCKED', file, `The spool is owned by another process or another store in this one (${detail}); give each process its own spool path`, sqliteCode, error);
+  }
+  if (/^SQLITE_(CORRUPT|NOTADB)/.test(code)) {
+    return new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', file, `The spool file is damaged (${detail}); move it aside to start a new spool (sqlite3's .recover can salvage its rows)`, sqliteCode, error);
+  }
+  if (/^SQLITE_READONLY/.test(code) || code === 'EACCES' || code === 'EROFS' || code === 'EPERM') {
+    return new MeterSpoolError('ERR_METER_SPOOL_READONLY', file, `The spool cannot be written (${detail}); give the process a writable directory`, sqliteCode, error);
+  }
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+    return new MeterSpoolError('ERR_METER_SPOOL_FULL', file, `The disk holding the spool is full (${detail})`, sqliteCode, error);
+  }
+  return new MeterSpoolError('ERR_METER_SPOOL_IO', file, `${doing} the spool failed (${detail})`, sqliteCode, error);
+}
+
+/**
+ * Accepted events in a SQLite file until the reporter knows their outcome. Reads never touch the
+ * disk (a mirror of the queue stays in memory); writes are buffered and committed per turn of the
+ * event loop, or per event with `durability: 'event'`. One process owns a spool at a time: SQLite's
+ * exclusive locking mode holds an OS lock on the file for as long as the store is open, and the
+ * kernel drops it when the owner dies, SIGKILL included.
+ *
+ * @example
+ * const store = SpoolStore.open({ path: '/var/lib/app/meter.spool', onError: (e) => log.error(e) });
+ * const { resend, expired, uncertain } = store.recover(Date.now());
+ */
+export class SpoolStore implements DurableEventStore {
+  private readonly queue = new MemoryEventStore();
+  /** Row id of every event held (queued, handed out, recovered), by identity: the reporter passes back the objects it took. */
+  private readonly ids = new WeakMap<QueuedEvent, number>();
+  private readonly attempted = new WeakSet<QueuedEvent>();
+  private liveBytes = 0;
+  private leftovers: Leftover[];
+
+  // Writes not committed yet. An event settled before its insert was committed is never written.
+  private readonly pendingInserts = new Map<number, QueuedEvent>();
+  private readonly pendingAttempts = new Map<number, number>();
+  private pendingDeletes: number[] = [];
+  private readonly pendingCells = new LedgerCells();
+
+  private commitScheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failing = false;
+  private closed = false;
+
+  private readonly insert: Statement;
+  private readonly markAttempt: Statement;
+  private readonly deleteRange: Statement;
+  private readonly upsertCell: Statement;
+  private readonly selectCells: Statement;
+  private readonly writeAll: () => void;
+  private readonly onExit = (): void => this.close();
+
+  private constructor(
+    private readonly db: Database,
+    private readonly config: ResolvedSpoolOptions,
+    private nextId: number,
+    rows: EventRow[],
+  ) {
+    this.insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    this.markAttempt = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id = ? AND first_attempt_at IS NULL');
+    this.deleteRange = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ?');
+    this.upsertCell = db.prepare(LEDGER_UPSERT);
+    this.selectCells = db.prepare('SELECT * FROM ledger WHERE hour >= @from AND hour < @to AND (@customer IS NULL OR customer_id = @customer)');
+    this.writeAll = db.transaction(() => this.writePending());
+    this.leftovers = rows.map((row) => {
+      const event: QueuedEvent = {
+        eventName: row.event_name,
+        customerId: row.customer_id,
+        value: row.value,
+        timestamp: row.timestamp,
+        identifier: row.identifier,
+        dimensions: row.dimensions === null ? undefined : (JSON.parse(row.dimensions) as Record<string, string>),
+        // Reported before this process started: every flush() of this process waits for it.
+        seq: 0,
+      };
+      this.ids.set(event, row.id);
+      if (row.first_attempt_at !== null) this.attempted.add(event);
+      this.liveBytes += rowBytes(event);
+      return { event, firstAttemptAt: row.first_attempt_at };
+    });
+    process.on('exit', this.onExit);
+  }
+
+  /**
+   * Opens (or creates) the spool at `options.path` and takes its lock. Throws `MeterConfigError`
+   * for bad options and `MeterSpoolError` when the spool cannot be used: `ERR_METER_SPOOL_UNAVAILABLE`
+   * (better-sqlite3 missing), `_LOCKED` (another owner), `_CORRUPT` (damaged, or not a spool),
+   * `_VERSION` (written by a newer metered), `_READONLY`, `_FULL`, `_IO`.
+   */
+  static open(options: SpoolOptions): SpoolStore {
+    const config = resolveSpoolOptions(options);
+    const Driver = loadDriver(config.path);
+    try {
+      const dir = path.dirname(config.path);
+      fs.mkdirSync(dir, { recursive: true });
+      // SQLite needs to create the log beside the file; asking first gives a clear error instead of SQLITE_CANTOPEN.
+      fs.accessSync(dir, fs.constants.W_OK);
+      if (fs.existsSync(config.path)) fs.accessSync(config.path, fs.constants.R_OK | fs.constants.W_OK);
+    } catch (error) {
+      throw toSpoolError(error, config.path, 'Opening');
+    }
+    let db: Database | undefined;
+    try {
+      db = new Driver(config.path, { timeout: 0 });
+      const opened = db;
+      // Exclusive before WAL: the log index then lives in heap memory, and the lock is held until close.
+      opened.pragma('locking_mode = EXCLUSIVE');
+      opened.pragma('auto_vacuum = INCREMENTAL');
+      if (opened.pragma('journal_mode = WAL', { simple: true }) !== 'wal') throw new MeterSpoolError('ERR_METER_SPOOL_IO', config.path, 'SQLite refused WAL mode for the spool');
+      opened.exec('BEGIN EXCLUSIVE; COMMIT');
+      const check = opened.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', config.path, `The spool file is damaged (${String(check)}); move it aside to start a new spool`);
+      SpoolStore.prepareSchema(opened, config.path);
+      opened.pragma(`synchronous = ${config.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      opened.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
+      const pageSize = opened.pragma('page_size', { simple: true }) as number;
+      opened.pragma(`max_page_count = ${Math.ceil((2 * config.maxBytes + FILE_CAP_SLACK_BYTES) / pageSize)}`);
+      opened.prepare('DELETE FROM ledger WHERE hour < ?').run(Date.now() - config.ledgerRetentionMs);
+      const rows = opened.prepare('SELECT * FROM events ORDER BY id').all() as EventRow[];
+      return new SpoolStore(opened, config, rows.length === 0 ? 0 : rows[rows.length - 1]!.id, rows);
+    } catch (error) {
+      try {
+        db?.close();
+      } catch {
+        // The open already failed; that error is the one worth reporting.
+      }
+      throw toSpoolError(error, config.path, 'Opening');
+    }
+  }
+
+  private static prepareSchema(db: Database, file: string): void {
+    const appId = db.pragma('application_id', { simple: true }) as number;
+    const version = db.pragma('user_version', { simple: true }) as number;
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n;
+    if (appId === 0 && tables === 0) {
+      db.exec(`BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
+      return;
+    }
+    if (appId !== APPLICATION_ID) throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', file, 'The file is an SQLite database but not a metered spool; point the spool at its own file');
+    if (version > SCHEMA_VERSION) {
+      throw new MeterSpoolError('ERR_METER_SPOOL_VERSION', file, `The spool was written by a newer metered (schema ${version}, this one reads ${SCHEMA_VERSION}); upgrade, or give this version its own spool path`);
+    }
+  }
+
+  get size(): number {
+    return this.queue.size;
+  }
+
+  get bytes(): number {
+    return this.liveBytes;
+  }
+
+  get durable(): boolean {
+    return !this.failing && !this.closed;
+  }
+
+  /** The spool file's absolute path. */
+  get path(): string {
+    return this.config.path;
+  }
+
+  /** Throws `MeterClosedError` after `close()`; nothing else (a failed write falls back to memory and goes to `onError`). */
+  push(event: QueuedEvent): void {
+    if (this.closed) throw new MeterClosedError();
+    this.nextId += 1;
+    this.ids.set(event, this.nextId);
+    this.queue.push(event);
+    this.liveBytes += rowBytes(event);
+    this.pendingInserts.set(this.nextId, event);
+    this.pendingCells.add(event, 'accepted');
+    if (this.config.durability === 'event' && !this.failing) this.commit();
+    else this.scheduleCommit();
+  }
+
+  shift(): QueuedEvent | undefined {
+    return this.queue.shift();
+  }
+
+  take(max: number): QueuedEvent[] {
+    return this.queue.take(max);
+  }
+
+  unshift(events: readonly QueuedEvent[]): void {
+    this.queue.unshift(events);
+  }
+
+  /** Hands out every queued event; their rows stay until settled, so a spool closed after a drain keeps them for the next process. */
+  drain(): QueuedEvent[] {
+    return this.queue.drain();
+  }
+
+  hasRoomFor(event: QueuedEvent): boolean {
+    return this.liveBytes + rowBytes(event) <= this.config.maxBytes;
+  }
+
+  markAttempted(events: readonly QueuedEvent[], at: number): void {
+    let marked = false;
+    for (const event of events) {
+      if (this.attempted.has(event)) continue;
+      const id = this.ids.get(event);
+      if (id === undefined) continue;
+      this.attempted.add(event);
+      this.pendingAttempts.set(id, at);
+      marked = true;
+    }
+    // While writes fail the retry timer carries the mark; retrying here would rewrite the whole backlog per batch.
+    if (marked && !this.failing) this.commit();
+  }
+
+  /** Events the store does not hold (already settled, never pushed) are ignored, so nothing is counted twice. */
+  settle(events: readonly QueuedEvent[], outcome: SettleOutcome): void {
+    if (this.closed) return;
+    for (const event of events) {
+      const id = this.ids.get(event);
+      if (id === undefined) continue;
+      this.ids.delete(event);
+      this.liveBytes -= rowBytes(event);
+      this.pendingAttempts.delete(id);
+      if (!this.pendingInserts.delete(id)) this.pendingDeletes.push(id);
+      this.pendingCells.add(event, outcome);
+    }
+    this.scheduleCommit();
+  }
+
+  discard(events: readonly QueuedEvent[]): void {
+    if (this.closed) return;
+    this.pendingCells.addAll(events, 'accepted');
+    this.pendingCells.addAll(events, 'dropped');
+    this.scheduleCommit();
+  }
+
+  /**
+   * Uncertain first: an event attempted more than `resendWithinMs` ago may be billed and may no longer
+   * be deduplicated. Then expired: older than Stripe's 35 days. The rest is queued to resend.
+   */
+  recover(now: number): RecoveredEvents {
+    const leftovers = this.leftovers;
+    this.leftovers = [];
+    const resend: QueuedEvent[] = [];
+    const expired: QueuedEvent[] = [];
+    const uncertain: UncertainEvent[] = [];
+    const attemptedBefore = now - this.config.resendWithinMs;
+    const timestampBefore = now - MAX_EVENT_AGE_MS;
+    for (const { event, firstAttemptAt } of leftovers) {
+      if (firstAttemptAt !== null && firstAttemptAt < attemptedBefore) uncertain.push({ event, firstAttemptAt });
+      else if (event.timestamp < timestampBefore) expired.push(event);
+      else resend.push(event);
+    }
+    this.queue.unshift(resend);
+    return { resend, expired, uncertain };
+  }
+
+  /** Commits buffered writes. A failure goes to `onError` once, and the writes are retried every second until one succeeds. */
+  commit(): void {
+    if (this.closed || (this.pendingInserts.size === 0 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0)) return;
+    try {
+      this.writeAll();
+    } catch (error) {
+      this.writeFailed(error);
+      return;
+    }
+    const deleted = this.pendingDeletes.length > 0;
+    this.pendingInserts.clear();
+    this.pendingAttempts.clear();
+    this.pendingDeletes = [];
+    this.pendingCells.clear();
+    if (this.failing) {
+      this.failing = false;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    if (deleted) this.vacuumIfSparse();
+  }
+
+  /** Throws `MeterClosedError` after `close()`, or `MeterSpoolError` when the file cannot be read. */
+  ledger(query: LedgerQuery): LedgerRow[] {
+    if (this.closed) throw new MeterClosedError();
+    const { fromHour, to, customerId } = queryBounds(query);
+    this.commit();
+    let stored: Record<string, number | string>[];
+    try {
+      stored = this.selectCells.all({ from: fromHour, to, customer: customerId ?? null }) as Record<string, number | string>[];
+    } catch (error) {
+      throw toSpoolError(error, this.config.path, 'Reading');
+    }
+    const cells = new LedgerCells();
+    for (const row of stored) {
+      cells.merge({
+        hour: row.hour as number,
+        customerId: row.customer_id as string,
+        eventName: row.event_name as string,
+        counts: LEDGER_COLUMNS.map((c) => row[`${c}_count`] as number),
+        sums: LEDGER_COLUMNS.map((c) => BigInt(row[`${c}_hi`]!) * VALUE_SPLIT + BigInt(row[`${c}_lo`]!)),
+      });
+    }
+    // Writes that could not be committed (the store fell back to memory) still count.
+    for (const cell of this.pendingCells.cells.values()) {
+      if (cell.hour >= fromHour && cell.hour < to && (customerId === undefined || cell.customerId === customerId)) cells.merge(cell);
+    }
+    return [...cells.cells.values()].map(toRow).sort(compareRows);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.commit();
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    process.removeListener('exit', this.onExit);
+    try {
+      this.db.close();
+    } catch (error) {
+      this.report(toSpoolError(error, this.config.path, 'Closing'));
+    }
+  }
+
+  // ---- writing ----
+
+  private writePending(): void {
+    for (const [id, event] of this.pendingInserts) {
+      const dimensions = event.dimensions === undefined ? null : JSON.stringify(event.dimensions);
+      this.insert.run(id, event.identifier, event.eventName, event.customerId, event.value, event.timestamp, dimensions, this.pendingAttempts.get(id) ?? null);
+    }
+    for (const [id, at] of this.pendingAttempts) if (!this.pendingInserts.has(id)) this.markAttempt.run(at, id);
+    if (this.pendingDeletes.length > 0) {
+      // Settled rows are mostly consecutive ids: one range delete per run.
+      const ids = this.pendingDeletes.sort((a, b) => a - b);
+      let start = ids[0]!;
+      let end = start;
+      for (let i = 1; i <= ids.length; i += 1) {
+        const id = ids[i];
+        if (id === end + 1) {
+          end = id;
+          continue;
+        }
+        this.deleteRange.run(start, end);
+        if (id !== undefined) start = end = id;
+      }
+    }
+    for (const cell of this.pendingCells.cells.values()) {
+      const args: (number | string | bigint)[] = [cell.hour, cell.customerId, cell.eventName];
+      for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) args.push(cell.counts[i]!, cell.sums[i]! / VALUE_SPLIT, cell.sums[i]! % VALUE_SPLIT);
+      this.upsertCell.run(...args);
+    }
+  }
+
+  private scheduleCommit(): void {
+    if (this.failing) {
+      this.retryTimer ??= setTimeout(() => this.retryWrites(), WRITE_RETRY_MS).unref();
+      return;
+    }
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    // The check phase ends the loop iteration that ran these pushes: every I/O callback of the turn
+    // (many requests under load) shares one commit, and no later turn starts before it is on disk.
+    setImmediate(() => {
+      this.commitScheduled = false;
+      this.commit();
+    });
+  }
+
+  private retryWrites(): void {
+    this.retryTimer = undefined;
+    this.commit();
+    if (this.failing) this.scheduleCommit();
+  }
+
+  private writeFailed(error: unknown): void {
+    if (!this.failing) {
+      this.failing = true;
+      this.report(toSpoolError(error, this.config.path, 'Writing to'));
+    }
+    this.scheduleCommit();
+  }
+
+  private vacuumIfSparse(): void {
+    try {
+      if ((this.db.pragma('freelist_count', { simple: true }) as number) >= VACUUM_FREE_PAGES) this.db.pragma('incremental_vacuum');
+    } catch (error) {
+      this.writeFailed(error);
+    }
+  }
+
+  private report(error: MeterSpoolError): void {
+    try {
+      this.config.onError?.(error);
+    } catch {
+      // The reporter routes this to its own onError, which guards hooks; a store has no logger to tell.
+    }
+  }
+}
+
+/**
+ * Opens a spool, or falls back to memory when the spool cannot be used (locked, damaged, read-only,
+ * full): the error goes to `options.onError` and the memory store keeps every event for this
+ * process's lifetime. Throws only for bad options and `ERR_METER_SPOOL_UNAVAILABLE` (a missing
+ * dependency is a deployment mistake, not a condition to run through).
+ */
+export function openSpoolOrMemory(options: SpoolOptions): DurableEventStore {
+  try {
+    return SpoolStore.open(options);
+  } catch (error) {
+    if (!(error instanceof MeterSpoolError) || error.code === 'ERR_METER_SPOOL_UNAVAILABLE') throw error;
+    try {
+      options.onError?.(error);
+    } catch {
+      // As in SpoolStore.report: the hook's own failure has nowhere better to go.
+    }
+    return new MemoryDurableStore();
+  }
+}
