@@ -167,22 +167,25 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const started = Date.now();
   const stripe = await startLocalStripe();
   const fake = stripe.fake!;
+  let server: ReturnType<ReturnType<typeof createApp>['listen']> | undefined;
+  let metering: ReturnType<typeof meterUsage> | undefined;
   try {
-    const metering = meterUsage({ reporter: stripe.reporterOptions, identifier: 'idempotency-key' });
+    metering = meterUsage({ reporter: stripe.reporterOptions, identifier: 'idempotency-key' });
     const app = createApp({ metering, apiKeys: DEMO_API_KEYS });
-    const server = app.listen(0, '127.0.0.1');
+    const listening = app.listen(0, '127.0.0.1');
+    server = listening;
     await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', reject);
+      listening.once('listening', resolve);
+      listening.once('error', reject);
     });
-    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const baseUrl = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
 
     const plan = planRequests();
     log(`sending ${plan.length} requests for ${Object.keys(DEMO_API_KEYS).length} customers to ${baseUrl}; meter events go to ${stripe.description}`);
     const outcomes = await sendAll(baseUrl, plan);
 
     // Graceful shutdown: no new requests, then every pending event delivered before reading Stripe.
-    await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => listening.close((error) => (error ? reject(error) : resolve())));
     const close = await metering.close({ timeoutMs: SHUTDOWN_TIMEOUT_MS });
 
     const expected = expectedTotals(outcomes);
@@ -230,6 +233,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     log(ok ? `OK: every customer's recorded usage matches what should bill (${elapsedMs} ms)` : 'MISMATCH: recorded usage differs from what should bill');
     return { ok, rows, requestsSent: plan.length, metering: m, reporter: r, close, elapsedMs };
   } finally {
+    // A demo that failed half-way still stops its server and reporter (close() is idempotent): the
+    // process, or a test running the demo, exits instead of hanging on an open listener.
+    if (server?.listening) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
+    }
+    await metering?.close({ timeoutMs: 0 });
     await stripe.close();
   }
 }

@@ -17,7 +17,13 @@ describe('examples/nestjs-basic', () => {
   });
 
   afterAll(async () => {
-    await target.fake?.close();
+    // The app first (it delivers what is queued), then the fake; both even when a test failed early.
+    // close() is idempotent, so the test's own close() below leaves nothing for this one.
+    try {
+      await app?.close();
+    } finally {
+      await target?.fake?.close();
+    }
   });
 
   it('bills an authenticated request once, and nothing for free or rejected ones, by the time the app has closed', async () => {

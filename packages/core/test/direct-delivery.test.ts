@@ -1,7 +1,7 @@
 // Direct mode against the fake: one event per request, one request per customer+meter at a time, duplicates delivered.
 import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { expectInvariant, reporterFor, totalsFor } from './helpers';
+import { closeReporters, expectInvariant, reporterFor, totalsFor } from './helpers';
 
 let fake: FakeStripe;
 
@@ -10,9 +10,14 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
-  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
-  await fake.close();
+  try {
+    // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+    expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
+  } finally {
+    // Closed even when the check or the test failed: an open fake or reporter would keep jest from exiting.
+    await closeReporters();
+    await fake.close();
+  }
 });
 
 const direct = (r: { endpoint: string | null }) => r.endpoint === 'meter_events';

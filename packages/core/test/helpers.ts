@@ -9,7 +9,17 @@ export interface Recorded {
   logs: { level: string; obj: object; msg?: string }[];
 }
 
-/** A reporter aimed at the fake, fast retries, and hooks that record everything. */
+// Every reporter reporterFor() made, so a test that fails before its own close() still leaves none running.
+const openReporters = new Set<MeterReporter>();
+
+/** Closes every reporter reporterFor() made that is still open; call it from afterEach, before closing the fake. */
+export async function closeReporters(): Promise<void> {
+  const reporters = [...openReporters];
+  openReporters.clear();
+  await Promise.allSettled(reporters.map((reporter) => reporter.close({ timeoutMs: 0 })));
+}
+
+/** A reporter aimed at the fake, fast retries, and hooks that record everything; closed by closeReporters(). */
 export function reporterFor(fake: FakeStripe, options: Partial<MeterReporterOptions> = {}): { reporter: MeterReporter; recorded: Recorded } {
   const recorded: Recorded = { errors: [], drops: [], logs: [] };
   const log = (level: string) => (obj: object, msg?: string) => {
@@ -27,6 +37,7 @@ export function reporterFor(fake: FakeStripe, options: Partial<MeterReporterOpti
     onDrop: (events, reason) => recorded.drops.push({ events, reason }),
     ...options,
   });
+  openReporters.add(reporter);
   return { reporter, recorded };
 }
 

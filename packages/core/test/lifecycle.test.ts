@@ -2,7 +2,7 @@
 import { MeterClosedError, MeterQueueFullError } from '@metered/core';
 import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { expectInvariant, reporterFor, totalsFor, until } from './helpers';
+import { closeReporters, expectInvariant, reporterFor, totalsFor, until } from './helpers';
 
 let fake: FakeStripe;
 
@@ -11,10 +11,15 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
-  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
-  fake.faults.clear();
-  await fake.close();
+  try {
+    // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+    expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
+  } finally {
+    // Closed even when the check or the test failed: an open fake or reporter would keep jest from exiting.
+    fake.faults.clear();
+    await closeReporters();
+    await fake.close();
+  }
 });
 
 // A long interval and batches larger than what is reported: nothing leaves before flush().
@@ -25,14 +30,15 @@ describe('overflow', () => {
     for (let i = 1; i <= n; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: `e${i}` });
   };
 
-  it('drop-oldest keeps the newest events and hands the oldest to onDrop', async () => {
+  it('drop-oldest keeps the newest events and hands the oldest to onDrop, in one call per turn', async () => {
     const { reporter, recorded } = reporterFor(fake, { ...idle, overflow: 'drop-oldest' });
     report(reporter, 5);
-    expect(recorded.drops.map((d) => [d.reason, d.events.map((e) => e.identifier)])).toEqual([
-      ['overflow', ['e1']],
-      ['overflow', ['e2']],
-    ]);
+    // Counted at once, told once the turn ends: one call for the turn, not one per event.
     expectInvariant(reporter.stats());
+    expect(reporter.stats().dropped.overflow).toBe(2);
+    expect(recorded.drops).toEqual([]);
+    await new Promise(setImmediate);
+    expect(recorded.drops.map((d) => [d.reason, d.events.map((e) => e.identifier)])).toEqual([['overflow', ['e1', 'e2']]]);
     await reporter.flush();
     expect(fake.events().map((e) => e.identifier)).toEqual(['e3', 'e4', 'e5']);
     expect(reporter.stats()).toMatchObject({ enqueued: 5, delivered: 3, dropped: { total: 2, overflow: 2 } });
@@ -42,7 +48,8 @@ describe('overflow', () => {
   it('drop-newest keeps the oldest events and hands the new ones to onDrop', async () => {
     const { reporter, recorded } = reporterFor(fake, { ...idle, overflow: 'drop-newest' });
     report(reporter, 5);
-    expect(recorded.drops.flatMap((d) => d.events.map((e) => e.identifier))).toEqual(['e4', 'e5']);
+    await new Promise(setImmediate);
+    expect(recorded.drops.map((d) => d.events.map((e) => e.identifier))).toEqual([['e4', 'e5']]);
     await reporter.flush();
     expect(fake.events().map((e) => e.identifier)).toEqual(['e1', 'e2', 'e3']);
     expect(reporter.stats()).toMatchObject({ enqueued: 5, delivered: 3, dropped: { overflow: 2 } });
@@ -120,6 +127,7 @@ describe('close', () => {
     expect(totalsFor(fake, 'api_requests')).toEqual({ cus_1: 250 });
     expect(recorded.drops).toEqual([]);
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_1' })).toThrow(MeterClosedError);
+    expect(reporter.stats().rejected).toBe(1);
     await expect(reporter.cancel({ eventName: 'api_requests', identifier: 'x' })).rejects.toMatchObject({ code: 'ERR_METER_CLOSED' });
     expect(await reporter.close()).toBe(result);
   });

@@ -1,15 +1,14 @@
-// Secrets never leave in logs, errors or stats; the custom dispatcher is used and the global one untouched; idle reporters never hold a process.
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
+// Secrets never leave in logs, errors, stats or util.inspect; the custom dispatcher is used and the global one untouched.
 import { MockAgent, getGlobalDispatcher } from 'undici';
 import { MeterReporter } from '@metered/core';
 import { startFakeStripe } from '@metered/testing';
-import { reporterFor } from './helpers';
+import { closeReporters, reporterFor } from './helpers';
 
 it('keeps the API key and session tokens out of logs, errors and stats, through failures', async () => {
   const fake = await startFakeStripe();
   try {
-    const { reporter, recorded } = reporterFor(fake, { retry: { initialDelayMs: 1, maxDelayMs: 2, maxAttempts: 2 } });
+    // No time budget: the 500s become dead letters at once, and their messages are what is checked.
+    const { reporter, recorded } = reporterFor(fake, { retry: { initialDelayMs: 1, maxDelayMs: 2, maxElapsedMs: 0 } });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
     await reporter.flush();
     fake.faults.expireSessions();
@@ -29,6 +28,7 @@ it('keeps the API key and session tokens out of logs, errors and stats, through 
     expect(everything).not.toContain(fake.apiKey);
     expect(everything).not.toMatch(/ek_test_[A-Za-z0-9_-]{10,}/);
   } finally {
+    await closeReporters();
     await fake.close();
   }
 });
@@ -59,17 +59,4 @@ it('sends through the dispatcher it was given and never touches the global one',
   expect(getGlobalDispatcher()).toBe(before);
   agent.assertNoPendingInterceptors();
   await agent.close();
-});
-
-it('lets a process exit while events wait, instead of keeping it alive', () => {
-  const script = `
-    const { MeterReporter } = require(${JSON.stringify(path.resolve(__dirname, '../src/index.ts'))});
-    const r = new MeterReporter({ apiKey: 'sk_test_exit', apiBaseUrl: 'http://127.0.0.1:9', meterEventsBaseUrl: 'http://127.0.0.1:9', flushIntervalMs: 10, logger: { warn() {}, error() {} } });
-    r.report({ eventName: 'api_requests', customerId: 'cus_1' });
-    process.on('exit', () => process.stdout.write('exited with ' + r.stats().pending + ' pending'));
-  `;
-  const result = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000, cwd: path.resolve(__dirname, '../../..') });
-  expect(result.stderr).toBe('');
-  expect(result.status).toBe(0);
-  expect(result.stdout).toBe('exited with 1 pending');
 });

@@ -1,11 +1,12 @@
 // The acceptance run: 10,000 seeded events, 50 customers, 20% injected failures, totals exactly as reported.
 import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { expectInvariant, expectedTotals, reporterFor, seeded, totalsFor, watchInvariant } from './helpers';
+import { closeReporters, expectInvariant, expectedTotals, reporterFor, seeded, totalsFor, watchInvariant } from './helpers';
 
 let fake: FakeStripe;
 
 afterEach(async () => {
+  await closeReporters();
   await fake.close();
 });
 

@@ -1,4 +1,5 @@
 // Session lifecycle: renewed before Stripe's expires_at, never two at once, and a stale 401 never discards a fresh token.
+import { setMaxListeners } from 'node:events';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { resolveConfig } from '../src/config';
@@ -15,13 +16,22 @@ beforeEach(async () => {
   fake = await startFakeStripe({ now: () => clock });
 });
 
+// Closed after each test, so one that fails before its own close() leaves no agent behind.
+const opened: StripeHttp[] = [];
+
 afterEach(async () => {
+  await Promise.allSettled(opened.splice(0).map((http) => http.close()));
   await fake.close();
 });
 
+function track(http: StripeHttp): StripeHttp {
+  opened.push(http);
+  return http;
+}
+
 function transport(): { stream: StreamTransport; http: StripeHttp; created: () => number } {
   const config = resolveConfig({ apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl });
-  const http = new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => undefined });
+  const http = track(new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => undefined }));
   let sessions = 0;
   const stream = new StreamTransport(config, http, () => (sessions += 1), () => clock);
   return { stream, http, created: () => sessions };
@@ -34,6 +44,9 @@ function event(): QueuedEvent {
 }
 
 const signal = new AbortController().signal;
+// Every send adds an abort listener to this one signal (10 concurrent sends below), as the reporter's
+// own signal gets; the reporter lifts the limit the same way, so Node's leak warning would be noise.
+setMaxListeners(0, signal);
 
 it('renews the session before it expires, so no request meets an expired token', async () => {
   const { stream, http, created } = transport();
@@ -72,7 +85,7 @@ it('fails after repeated expiries instead of looping', async () => {
   await fake.close();
   fake = await startFakeStripe({ now: () => clock, sessionTtlMs: 1 });
   const config = resolveConfig({ apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl });
-  const http = new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => void (clock += 5) });
+  const http = track(new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => void (clock += 5) }));
   const stream = new StreamTransport(config, http, () => undefined, () => 0);
   await expect(stream.send([event()], 'loop', signal)).rejects.toMatchObject({ status: 401, stripeCode: 'billing_meter_event_session_expired' });
   // The first session, then two renewals: bounded.

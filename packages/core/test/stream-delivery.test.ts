@@ -2,7 +2,7 @@
 import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { DEFAULT_STRIPE_VERSION } from '@metered/core';
-import { expectInvariant, reporterFor, totalsFor, until, watchInvariant } from './helpers';
+import { closeReporters, expectInvariant, reporterFor, totalsFor, until, watchInvariant } from './helpers';
 
 let fake: FakeStripe;
 
@@ -11,9 +11,14 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
-  expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
-  await fake.close();
+  try {
+    // Whatever happened in the test, every request the reporter sent matches Stripe's definitions.
+    expect(trafficProblems(fake, { allRequests: true })).toEqual([]);
+  } finally {
+    // Closed even when the check or the test failed: an open fake or reporter would keep jest from exiting.
+    await closeReporters();
+    await fake.close();
+  }
 });
 
 function streamRequests() {
@@ -195,13 +200,25 @@ it('hands events to onError, with Stripe\'s code, when Stripe refuses the reques
   await reporter.close();
 });
 
-it('gives up after maxAttempts and hands the events to onError as a dead letter', async () => {
+it('keeps retrying transient failures past maxAttempts, within the time budget', async () => {
+  // A count of attempts turned a short outage into dead letters: 503s are bounded by time alone.
   const { reporter, recorded } = reporterFor(fake, { retry: { initialDelayMs: 1, maxDelayMs: 2, maxAttempts: 3 } });
   fake.faults.fail({ endpoint: 'meter_event_stream', status: 503, count: 10 });
   reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
   await reporter.flush();
-  expect(recorded.errors[0]!.error).toMatchObject({ code: 'ERR_METER_DELIVERY_FAILED', attempts: 3, permanent: false });
-  expect(reporter.stats()).toMatchObject({ failed: 1, retries: 2 });
+  expect(recorded.errors).toEqual([]);
+  expect(reporter.stats()).toMatchObject({ delivered: 1, failed: 0, retries: 10 });
+  await reporter.close();
+});
+
+it('hands a batch still failing when maxElapsedMs runs out to onError as a dead letter', async () => {
+  const { reporter, recorded } = reporterFor(fake, { retry: { initialDelayMs: 5, maxDelayMs: 10, maxElapsedMs: 150 } });
+  fake.faults.outage(true);
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
+  await reporter.flush();
+  expect(recorded.errors[0]!.error).toMatchObject({ code: 'ERR_METER_DELIVERY_FAILED', permanent: false });
+  expect((recorded.errors[0]!.error as unknown as { attempts: number }).attempts).toBeGreaterThan(3);
+  expect(reporter.stats()).toMatchObject({ failed: 1, delivered: 0 });
   await reporter.close();
 });
 

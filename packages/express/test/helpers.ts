@@ -60,7 +60,12 @@ export function useMeteringSuite(): MeteringSuite {
     suite.fake.reset();
   });
   afterEach(async () => {
-    for (const mw of opened.splice(0)) await mw.reporter.close();
+    // Every reporter is closed even when one close fails, and reporterFor()'s ones even when the
+    // test failed before closing them: a test's failure must never keep jest from exiting.
+    const closing = opened.splice(0).map((mw) => mw.reporter.close());
+    closing.push(...[...openReporters].map((reporter) => reporter.close({ timeoutMs: 0 })));
+    openReporters.clear();
+    await Promise.allSettled(closing);
   });
   const suite: MeteringSuite = {
     get fake(): FakeStripe {
@@ -79,10 +84,14 @@ export function useMeteringSuite(): MeteringSuite {
   return suite;
 }
 
-/** A reporter aimed at the fake that collects what it hands to onError. */
+// Reporters reporterFor() made; a suite's afterEach closes those its test left open.
+const openReporters = new Set<MeterReporter>();
+
+/** A reporter aimed at the fake that collects what it hands to onError; closed after the test in a metering suite. */
 export function reporterFor(fake: FakeStripe, options: Partial<MeterReporterOptions> = {}): { reporter: MeterReporter; errors: MeterError[] } {
   const errors: MeterError[] = [];
   const reporter = new MeterReporter({ ...reporterOptionsFor(fake), onError: (error) => errors.push(error), ...options });
+  openReporters.add(reporter);
   return { reporter, errors };
 }
 

@@ -9,6 +9,7 @@ import {
   Module,
   Post,
   Req,
+  Res,
   Sse,
   UnauthorizedException,
   UseGuards,
@@ -19,7 +20,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { claimRequest, MeterReporter } from '@metered/core';
 import type { FakeStripe } from '@metered/testing';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { from, Observable } from 'rxjs';
 import { MeterUsage, MeterUsageInterceptor, setRequestUsage, SkipMetering } from '../src';
 
@@ -89,6 +90,11 @@ export class ItemsController {
     throw new Error('boom');
   }
 
+  @Post()
+  create(): { created: true } {
+    return { created: true };
+  }
+
   @Get('set-usage')
   setUsage(@Req() req: object): { ok: true } {
     setRequestUsage(req, { value: 7 });
@@ -141,6 +147,55 @@ export class AiController {
   }
 }
 
+/** Routes whose pace the test sets, for clients that leave: a slow answer, and a stream that stalls. */
+@Controller('paced')
+@UseGuards(ApiKeyGuard)
+export class PacedController {
+  private static arrive: (response: ServerResponse) => void = () => undefined;
+  private static release: Promise<void> = Promise.resolve();
+
+  /**
+   * Holds the next `/paced/slow`: `arrived` resolves with its Node response once the handler runs,
+   * and the handler answers when `release()` is called.
+   */
+  static hold(): { arrived: Promise<ServerResponse>; release: () => void } {
+    const arrived = new Promise<ServerResponse>((resolve) => {
+      PacedController.arrive = resolve;
+    });
+    let release!: () => void;
+    PacedController.release = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    return { arrived, release };
+  }
+
+  @Get('slow')
+  @MeterUsage('async_units', { value: (_context, result: { units: number }) => result.units })
+  async slow(@Res({ passthrough: true }) res: { raw?: ServerResponse } & ServerResponse): Promise<{ units: number }> {
+    PacedController.arrive(res.raw ?? res);
+    await PacedController.release;
+    return { units: 5 };
+  }
+
+  /** Writes 9 of 10 chunks to the Node response itself, then waits for a 10th that never comes. */
+  @Get('chunks')
+  @MeterUsage('stream_chunks', { value: 9 })
+  chunks(@Res() res: { raw?: ServerResponse } & ServerResponse): void {
+    const raw = res.raw ?? res;
+    raw.writeHead(200, { 'content-type': 'text/plain' });
+    for (let n = 1; n <= 9; n += 1) raw.write(`chunk ${n}\n`);
+  }
+
+  /** Sends 9 of 10 events, then waits for a 10th that never comes. */
+  @Sse('stream')
+  @MeterUsage('stream_chunks', { value: (_context, last: MessageEvent) => (last.data as { sent: number }).sent })
+  stream(): Observable<MessageEvent> {
+    return new Observable<MessageEvent>((subscriber) => {
+      for (let sent = 1; sent <= 9; sent += 1) subscriber.next({ data: { sent } });
+    });
+  }
+}
+
 /** Not decorated: billed only with `meterAllRoutes`. */
 @Controller('public')
 export class PublicController {
@@ -168,7 +223,7 @@ export class ManualController {
   }
 }
 
-export const CONTROLLERS = [ItemsController, AiController, PublicController, ManualController];
+export const CONTROLLERS = [ItemsController, AiController, PacedController, PublicController, ManualController];
 
 /**
  * Express-style middleware that meters requests itself (like @metered/express): it claims each
@@ -212,6 +267,11 @@ export async function startApp({ platform, metering, imports = [], claimingMiddl
       ? moduleRef.createNestApplication({ logger: false })
       : moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), { logger: false });
   configure?.(app);
+  // close() runs once however often it is called, so a test can close in its body (to assert on
+  // what shutdown delivered) and again in a finally that runs when an assertion failed first.
+  const closeApp = app.close.bind(app);
+  let closing: Promise<void> | undefined;
+  app.close = () => (closing ??= closeApp());
   await app.init();
   if (platform === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
   return app;

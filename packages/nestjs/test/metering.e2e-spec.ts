@@ -8,11 +8,14 @@ import { ConfigModule, ConfigService } from '@nestjs/config';
 import { meterUsage } from '@metered/express';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
+import { once } from 'node:events';
+import http from 'node:http';
 import type { ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { MeteringModule, MeterUsageInterceptor } from '../src';
 import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
-import { AiController, ClaimingMiddleware, fakeReporterOptions, METERS, PLATFORMS, settle, startApp } from './fixtures';
+import { AiController, ClaimingMiddleware, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
 
 let fake: FakeStripe;
 
@@ -247,19 +250,23 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       // Nothing is sent before close(): no interval flush within the test, no full batch.
       metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake, { flushIntervalMs: 3_600_000 }) }),
     });
-    const reporter = app.get(MeterReporter);
-    await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
-    await request(app.getHttpServer()).post('/ai/complete').set('x-api-key', 'key_bob').send({ prompt: 'abc' }).expect(201);
-    expect(await app.get(MeterUsageInterceptor).drain(5000)).toBe(true);
-    expect(reporter.stats().queued).toBe(2);
-    expect(fake.events()).toEqual([]);
+    try {
+      const reporter = app.get(MeterReporter);
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
+      await request(app.getHttpServer()).post('/ai/complete').set('x-api-key', 'key_bob').send({ prompt: 'abc' }).expect(201);
+      expect(await app.get(MeterUsageInterceptor).drain(5000)).toBe(true);
+      expect(reporter.stats().queued).toBe(2);
+      expect(fake.events()).toEqual([]);
 
-    await app.close();
-    expect(billed()).toEqual([
-      ['cus_alice', 'api_requests', '1'],
-      ['cus_bob', 'tokens', '3'],
-    ]);
-    expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_alice' })).toThrow(expect.objectContaining({ code: 'ERR_METER_CLOSED' }));
+      await app.close();
+      expect(billed()).toEqual([
+        ['cus_alice', 'api_requests', '1'],
+        ['cus_bob', 'tokens', '3'],
+      ]);
+      expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_alice' })).toThrow(expect.objectContaining({ code: 'ERR_METER_CLOSED' }));
+    } finally {
+      await app.close();
+    }
   });
 
   it('flushes a reporter passed in at shutdown, and leaves closing it to its owner', async () => {
@@ -279,6 +286,7 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       expect(billed()).toEqual([['cus_bob', 'async_units', '4']]);
       expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_bob' })).not.toThrow();
     } finally {
+      await app.close();
       await reporter.close();
     }
   });
@@ -418,6 +426,104 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       }
     });
   }
+
+  describe('a client that leaves early', () => {
+    let app: INestApplication | undefined;
+
+    afterEach(async () => {
+      await app?.close();
+      app = undefined;
+    });
+
+    /** Boots the app listening on 127.0.0.1, for a raw client that can walk away; returns its port. */
+    async function listen(options: Partial<MeteringModuleOptions> = {}): Promise<number> {
+      app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), ...options }) });
+      await app.listen(0, '127.0.0.1');
+      return (app.getHttpServer().address() as AddressInfo).port;
+    }
+
+    /** Sends GET `path` as Alice; the caller destroys `client` to leave. */
+    function get(port: number, path: string): { client: http.ClientRequest; response: Promise<http.IncomingMessage> } {
+      const client = http.request({ host: '127.0.0.1', port, path, headers: { 'x-api-key': 'key_alice' } });
+      client.on('error', () => undefined); // destroyed on purpose
+      const response = new Promise<http.IncomingMessage>((resolve) => client.once('response', resolve));
+      client.end();
+      return { client, response };
+    }
+
+    /** Leaves a slow request once its handler runs; resolves when the server has seen the connection close. */
+    async function leaveSlowRequest(port: number): Promise<() => void> {
+      const held = PacedController.hold();
+      const { client } = get(port, '/paced/slow');
+      const response = await held.arrived;
+      client.destroy();
+      if (!response.closed) await once(response, 'close');
+      return held.release;
+    }
+
+    /** Reads `path` until `lines` lines matching `line` have arrived, then leaves. */
+    async function leaveAfter(port: number, path: string, line: RegExp, lines: number): Promise<void> {
+      const { client, response } = get(port, path);
+      const res = await response;
+      let body = '';
+      await new Promise<void>((resolve) => {
+        res.on('data', (data: Buffer) => {
+          body += data.toString();
+          if (body.match(line)?.length === lines) resolve();
+        });
+      });
+      client.destroy();
+    }
+
+    it('is billed for a response it cut short after the headers (9 of 10 chunks)', async () => {
+      await leaveAfter(await listen(), '/paced/chunks', /^chunk /gm, 9);
+      await settle(app!);
+      expect(billed()).toEqual([['cus_alice', 'stream_chunks', '9']]);
+    });
+
+    it('is billed for a server-sent event stream it left after 9 of 10 events, with the last value sent', async () => {
+      await leaveAfter(await listen(), '/paced/stream', /^data: /gm, 9);
+      await settle(app!);
+      expect(billed()).toEqual([['cus_alice', 'stream_chunks', '9']]);
+    });
+
+    it('is not billed, by default, for work it left before the response started', async () => {
+      const port = await listen();
+      const release = await leaveSlowRequest(port);
+      await settle(app!);
+      release();
+      await settle(app!);
+      expect(billed()).toEqual([]);
+    });
+
+    it('is billed with abortGraceMs for the work the handler finished after it left', async () => {
+      const port = await listen({ abortGraceMs: 10_000 });
+      const release = await leaveSlowRequest(port);
+      release();
+      await settle(app!);
+      expect(billed()).toEqual([['cus_alice', 'async_units', '5']]);
+    });
+  });
+
+  it('bills an Idempotency-Key reused on another route or method again', async () => {
+    const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), identifier: 'idempotency-key' }) });
+    try {
+      const server = app.getHttpServer();
+      for (let attempt = 0; attempt < 2; attempt += 1) {
+        await request(server).get('/items').set('x-api-key', 'key_alice').set('idempotency-key', 'reused').expect(200);
+        await request(server).post('/items').set('x-api-key', 'key_alice').set('idempotency-key', 'reused').expect(201);
+        await request(server).get('/items/set-usage').set('x-api-key', 'key_alice').set('idempotency-key', 'reused').expect(200);
+      }
+      await settle(app);
+      expect(billed()).toEqual([
+        ['cus_alice', 'api_requests', '1'],
+        ['cus_alice', 'api_requests', '1'],
+        ['cus_alice', 'api_requests', '7'],
+      ]);
+    } finally {
+      await app.close();
+    }
+  });
 
   it('bills a client’s retries carrying one Idempotency-Key once', async () => {
     const app = await startApp({ platform, metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), identifier: 'idempotency-key' }) });

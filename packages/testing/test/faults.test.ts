@@ -21,11 +21,13 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  expectTrafficMatchesSpec(fake);
-  fake.reset();
-  for (const f of extraFakes.splice(0)) {
-    expectTrafficMatchesSpec(f);
-    await f.close();
+  const fakes = [fake, ...extraFakes.splice(0)];
+  try {
+    for (const f of fakes) expectTrafficMatchesSpec(f);
+  } finally {
+    // Reset and closed even when the check failed: an extra fake left listening keeps jest from exiting.
+    fake.reset();
+    await Promise.all(fakes.slice(1).map((f) => f.close()));
   }
 });
 

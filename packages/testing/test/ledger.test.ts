@@ -31,9 +31,13 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  expectTrafficMatchesSpec(fake);
-  fake.reset();
-  clock.set(NOON);
+  try {
+    expectTrafficMatchesSpec(fake);
+  } finally {
+    // Reset even when the check failed, so one failure does not spill into the next test.
+    fake.reset();
+    clock.set(NOON);
+  }
 });
 
 afterAll(() => fake.close());
@@ -270,7 +274,7 @@ describe('options and lifecycle', () => {
     return f;
   };
   afterEach(async () => {
-    for (const f of started.splice(0)) await f.close();
+    await Promise.all(started.splice(0).map((f) => f.close()));
   });
 
   it('keeps only the newest maxLoggedRequests entries, and none when 0', async () => {

@@ -21,8 +21,12 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  expectTrafficMatchesSpec(fake);
-  fake.reset();
+  try {
+    expectTrafficMatchesSpec(fake);
+  } finally {
+    // Reset even when the check failed, so one failure does not spill into the next test.
+    fake.reset();
+  }
 });
 
 afterAll(() => fake.close());
