@@ -24,9 +24,18 @@ export {
 } from './request-metering';
 export type { RequestMeteringState } from './request-metering';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
-export { meterRequest, reportMeteringFailure } from './adapter-kit';
-export type { RequestMeteringAdapter, RequestMeteringOutcome } from './adapter-kit';
-export { DEFAULT_EVENT_NAME, DEFAULT_VALUE, DEFAULT_BILL_ABORTED, DEFAULT_IDENTIFIER, DEFAULT_IDEMPOTENCY_KEY_HEADER, DEFAULT_RESOLVE_TIMEOUT_MS } from './adapter-options';
+export { meterRequest, reportMeteringFailure, finishedWithin } from './adapter-kit';
+export type { RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from './adapter-kit';
+export {
+  DEFAULT_EVENT_NAME,
+  DEFAULT_VALUE,
+  DEFAULT_BILL_ABORTED,
+  DEFAULT_IDENTIFIER,
+  DEFAULT_IDEMPOTENCY_KEY_HEADER,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+  DEFAULT_ABORT_GRACE_MS,
+  MAX_ABORT_GRACE_MS,
+} from './adapter-options';
 export { resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilliseconds, checkEventNameOption, checkValueOption } from './adapter-options';
 export type { AdapterOptions, AdapterOptionsSpec, ResolvedAdapterOptions, IdentifierSource, MeterValue } from './adapter-options';
 export { redactSecrets } from './redact';

@@ -74,10 +74,12 @@ export function defaultCustomerId(req: object, locals?: object): string | undefi
 
 /**
  * The identifier of a request billed under a client's `Idempotency-Key`: derived from customer,
- * event name and key together, so a client can only collapse its own retries of one operation.
+ * event name, operation (method and route pattern, `GET /v1/items/:id`) and key together, so a
+ * client can only collapse its own retries of one operation: a key reused on another route or
+ * method bills again.
  */
-export function identifierFromIdempotencyKey(customerId: string, eventName: string, idempotencyKey: string): string {
-  return deriveIdentifier('idempotency-key', customerId, eventName, idempotencyKey);
+export function identifierFromIdempotencyKey(customerId: string, eventName: string, operation: string, idempotencyKey: string): string {
+  return deriveIdentifier('idempotency-key', customerId, eventName, operation, idempotencyKey);
 }
 
 /** Settles with `fn()`'s result, or rejects after `timeoutMs` (the timer never keeps the process alive). */

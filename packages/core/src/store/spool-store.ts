@@ -38,7 +38,9 @@ const WRITE_RETRY_MS = 1000;
 const ROW_OVERHEAD_BYTES = 48;
 /** Free pages that trigger an incremental vacuum, so a drained backlog gives its disk space back. */
 const VACUUM_FREE_PAGES = 256;
-/** The write-ahead log is truncated to this after each checkpoint. */
+/** The write-ahead log is checkpointed at this many pages (SQLite's default, 1000, lets it reach 4 MiB)… */
+const WAL_CHECKPOINT_PAGES = 256;
+/** …and truncated to this afterwards. */
 const WAL_LIMIT_BYTES = 1024 * 1024;
 /** Headroom of the hard file cap over `maxBytes`: the ledger, b-tree slack, the log. */
 const FILE_CAP_SLACK_BYTES = 4 * 1024 * 1024;
@@ -253,13 +255,16 @@ export class SpoolStore implements DurableEventStore {
       const opened = db;
       // Exclusive before WAL: the log index then lives in heap memory, and the lock is held until close.
       opened.pragma('locking_mode = EXCLUSIVE');
-      opened.pragma('auto_vacuum = INCREMENTAL');
+      // Identified before anything is written, so a path pointing at another database leaves it untouched.
+      const fresh = SpoolStore.identify(opened, config.path);
+      if (fresh) opened.pragma('auto_vacuum = INCREMENTAL');
       if (opened.pragma('journal_mode = WAL', { simple: true }) !== 'wal') throw new MeterSpoolError('ERR_METER_SPOOL_IO', config.path, 'SQLite refused WAL mode for the spool');
       opened.exec('BEGIN EXCLUSIVE; COMMIT');
       const check = opened.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', config.path, `The spool file is damaged (${String(check)}); move it aside to start a new spool`);
-      SpoolStore.prepareSchema(opened, config.path);
+      if (fresh) opened.exec(`BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
       opened.pragma(`synchronous = ${config.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      opened.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
       opened.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       const pageSize = opened.pragma('page_size', { simple: true }) as number;
       opened.pragma(`max_page_count = ${Math.ceil((2 * config.maxBytes + FILE_CAP_SLACK_BYTES) / pageSize)}`);
@@ -276,18 +281,17 @@ export class SpoolStore implements DurableEventStore {
     }
   }
 
-  private static prepareSchema(db: Database, file: string): void {
+  /** Whether the file is new (no tables yet); throws unless it is a spool this version can read. */
+  private static identify(db: Database, file: string): boolean {
     const appId = db.pragma('application_id', { simple: true }) as number;
-    const version = db.pragma('user_version', { simple: true }) as number;
     const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n;
-    if (appId === 0 && tables === 0) {
-      db.exec(`BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
-      return;
-    }
+    if (appId === 0 && tables === 0) return true;
     if (appId !== APPLICATION_ID) throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', file, 'The file is an SQLite database but not a metered spool; point the spool at its own file');
+    const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       throw new MeterSpoolError('ERR_METER_SPOOL_VERSION', file, `The spool was written by a newer metered (schema ${version}, this one reads ${SCHEMA_VERSION}); upgrade, or give this version its own spool path`);
     }
+    return false;
   }
 
   get size(): number {
@@ -522,7 +526,10 @@ export class SpoolStore implements DurableEventStore {
 
   private vacuumIfSparse(): void {
     try {
-      if ((this.db.pragma('freelist_count', { simple: true }) as number) >= VACUUM_FREE_PAGES) this.db.pragma('incremental_vacuum');
+      if ((this.db.pragma('freelist_count', { simple: true }) as number) < VACUUM_FREE_PAGES) return;
+      this.db.pragma('incremental_vacuum');
+      // The file shrinks only when a checkpoint copies the vacuumed pages back; TRUNCATE also empties the log.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (error) {
       this.writeFailed(error);
     }
