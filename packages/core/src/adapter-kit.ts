@@ -11,6 +11,13 @@ import type { MeterEventInput } from './types';
 export type RequestMeteringOutcome = 'metered' | 'error' | 'skippedRoute' | 'aborted' | 'notBillable' | 'noCustomer' | 'zeroValue';
 
 /**
+ * How a response had ended when metering looked at it: `'completed'` by the handler (before the
+ * client left, or within the abort grace after), `'started'` (headers sent, then the client left),
+ * or `'notStarted'` (the client left before anything was sent).
+ */
+export type ResponseEnding = 'completed' | 'started' | 'notStarted';
+
+/**
  * What an adapter tells core about its requests: its resolved settings, and answers for one request
  * (`TRequest`: whatever the adapter needs to answer, e.g. Express's `req` and `res`). Answers may be
  * promises; each gets `resolveTimeoutMs` to settle.
@@ -18,7 +25,7 @@ export type RequestMeteringOutcome = 'metered' | 'error' | 'skippedRoute' | 'abo
 export interface RequestMeteringAdapter<TRequest> {
   /** Where events, and failures to meter, go. */
   readonly reporter: Pick<MeterReporter, 'report' | 'handleError'>;
-  /** Whether a request whose client disconnected before the response was complete is billed. */
+  /** Whether a request whose client disconnected before its response started is billed too. */
   readonly billAborted: boolean;
   readonly resolveTimeoutMs: number;
   /** The lower-cased header holding a client's idempotency key, or undefined when identifiers are generated. */
@@ -37,6 +44,12 @@ export interface RequestMeteringAdapter<TRequest> {
   value(request: TRequest): MeterValue | Promise<MeterValue>;
   /** The request's headers, read for the idempotency key. */
   headers(request: TRequest): Readonly<Record<string, string | string[] | undefined>>;
+  /**
+   * The operation an idempotency key is scoped to: the method and the route the request matched
+   * (`GET /v1/items/:id`, `POST ItemsController.create`), never ids from the URL. Read only for a
+   * request that carries a key.
+   */
+  operation(request: TRequest): string;
   /** The event's dimensions; without this answer events carry none. */
   readonly dimensions?: (request: TRequest) => Readonly<Record<string, string>> | undefined;
   /** The request as it reads in an error message ("GET /v1/search"); never its query, which may carry secrets. */
@@ -89,6 +102,26 @@ function ask<T>(name: Step, timeoutMs: number, fn: () => T | Promise<T>): T | Pr
 }
 
 /**
+ * Resolves true once `finished` settles (the handler ending its work after its client left), or
+ * false after `graceMs` (at once for 0). The timer is ref'd, unlike the others here: the grace is
+ * short and bounded, and a process shutting down must not exit while it waits to bill that work.
+ *
+ * @example
+ * const ending = (await finishedWithin(handlerEnded, config.abortGraceMs)) ? 'completed' : 'notStarted';
+ */
+export function finishedWithin(finished: Promise<unknown>, graceMs: number): Promise<boolean> {
+  if (graceMs <= 0) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), graceMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    finished.then(done, done);
+  });
+}
+
+/**
  * Hands a failure to meter `request` to the reporter's `onError` as a `MeterAdapterError`
  * ("Could not meter GET /x: <what> failed: <why>"). Never throws.
  */
@@ -107,23 +140,25 @@ export function reportMeteringFailure<TRequest>(adapter: RequestMeteringAdapter<
 
 /**
  * Decides whether a finished request is billed, and reports it as one event dated `arrivedAt`.
- * Never rejects: every failure goes to `reportMeteringFailure()` and ends as `'error'`.
+ * A response that had started (headers sent) is billed even if its client left before the end: the
+ * client received part of the work. One whose client left before it started is billed only with
+ * `billAborted`. Never rejects: every failure goes to `reportMeteringFailure()` and ends as `'error'`.
  *
  * @example
- * const outcome = await meterRequest(adapter, { req, res }, arrivedAt, !res.writableEnded);
+ * const outcome = await meterRequest(adapter, { req, res }, arrivedAt, res.writableEnded ? 'completed' : 'notStarted');
  */
 export async function meterRequest<TRequest>(
   adapter: RequestMeteringAdapter<TRequest>,
   request: TRequest,
   arrivedAt: number,
-  aborted: boolean,
+  ending: ResponseEnding,
 ): Promise<RequestMeteringOutcome> {
   const timeoutMs = adapter.resolveTimeoutMs;
   try {
     // Read before anything async: a handler's setRequestUsage() made before the response ended counts.
     const usage = adapter.usage(request);
     if (usage.skip === true) return 'skippedRoute';
-    if (aborted && !adapter.billAborted) return 'aborted';
+    if (ending === 'notStarted' && !adapter.billAborted) return 'aborted';
     let billable = ask('billIf', timeoutMs, () => adapter.billIf(request));
     if (isThenable(billable)) billable = await billable;
     if (!billable) return 'notBillable';
@@ -144,9 +179,12 @@ export async function meterRequest<TRequest>(
 
     const header = adapter.idempotencyKeyHeader;
     const idempotencyKey = header === undefined ? undefined : adapter.headers(request)[header];
-    // Derived from customer and event name too, so a client can only collapse its own retries.
+    // Derived from customer, event name and operation too, so a client can only collapse its own
+    // retries of one operation, never different requests that reuse a key.
     const identifier =
-      typeof idempotencyKey === 'string' && idempotencyKey.length > 0 ? identifierFromIdempotencyKey(customerId, eventName, idempotencyKey) : undefined;
+      typeof idempotencyKey === 'string' && idempotencyKey.length > 0
+        ? identifierFromIdempotencyKey(customerId, eventName, adapter.operation(request), idempotencyKey)
+        : undefined;
 
     const event: MeterEventInput = { eventName, customerId, value, timestamp: arrivedAt, identifier };
     if (adapter.dimensions !== undefined) event.dimensions = adapter.dimensions(request);

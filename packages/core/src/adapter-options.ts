@@ -17,6 +17,10 @@ export const DEFAULT_BILL_ABORTED = false;
 export const DEFAULT_IDENTIFIER: IdentifierSource = 'generated';
 export const DEFAULT_IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 1000;
+/** No grace: work a handler finishes after its client left before the response started is not billed. */
+export const DEFAULT_ABORT_GRACE_MS = 0;
+// The grace holds a request's metering, and close(), that long: minutes would only hide a stuck handler.
+export const MAX_ABORT_GRACE_MS = 60_000;
 
 const IDENTIFIER_SOURCES: readonly IdentifierSource[] = ['generated', 'idempotency-key'];
 // RFC 9110 token characters: what a header name may contain.
@@ -28,6 +32,11 @@ export interface AdapterOptions {
   reporter: MeterReporter | MeterReporterOptions;
   identifier?: IdentifierSource;
   idempotencyKeyHeader?: string;
+  /**
+   * How long, after a client left, the handler may still finish to have its work billed; 0 is off.
+   * @default 0
+   */
+  abortGraceMs?: number;
 }
 
 /** How an adapter's options are named in messages. */
@@ -47,6 +56,8 @@ export interface ResolvedAdapterOptions {
   readonly ownsReporter: boolean;
   /** The lower-cased header to read an idempotency key from, or undefined when identifiers are generated. */
   readonly idempotencyKeyHeader: string | undefined;
+  /** How long, after a client left, the handler may still finish its work and have it billed (0: off). */
+  readonly abortGraceMs: number;
 }
 
 /** A MeterReporter, or something shaped like one (another copy of @metered/core, a test double). */
@@ -93,11 +104,12 @@ export function resolveAdapterOptions<TOptions extends AdapterOptions, TOwn exte
     throw new MeterConfigError('reporter', `is required: a MeterReporter, or MeterReporter options such as { apiKey }, got ${show(reporterOption)}`);
   }
   const idempotencyKeyHeader = idempotencyKeyHeaderOf(options);
+  const abortGraceMs = abortGraceOption(options.abortGraceMs);
   const own = resolveOwn(options);
 
   const ownsReporter = !isReporter(reporterOption);
   const reporter = ownsReporter ? new MeterReporter(reporterOption as MeterReporterOptions) : reporterOption;
-  return Object.freeze({ ...own, idempotencyKeyHeader, reporter, ownsReporter });
+  return Object.freeze({ ...own, idempotencyKeyHeader, abortGraceMs, reporter, ownsReporter });
 }
 
 /** `value` if it is a function, `fallback` if it is undefined; throws `MeterConfigError` otherwise. */
@@ -119,6 +131,15 @@ export function optionalMilliseconds(option: string, value: unknown, fallback: n
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new MeterConfigError(option, `must be an integer number of milliseconds of 1 or more, got ${show(value)}`);
+  }
+  return value;
+}
+
+/** `abortGraceMs`: 0 (off) to `MAX_ABORT_GRACE_MS`, `DEFAULT_ABORT_GRACE_MS` if undefined; throws `MeterConfigError` otherwise. */
+function abortGraceOption(value: unknown): number {
+  if (value === undefined) return DEFAULT_ABORT_GRACE_MS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_ABORT_GRACE_MS) {
+    throw new MeterConfigError('abortGraceMs', `must be an integer number of milliseconds from 0 (off) to ${MAX_ABORT_GRACE_MS}, got ${show(value)}`);
   }
   return value;
 }

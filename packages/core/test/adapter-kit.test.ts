@@ -1,6 +1,6 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { MeterAdapterError, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
-import type { MeterError, MeterEventInput, RequestMeteringAdapter } from '@metered/core';
+import { MeterAdapterError, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
+import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 
 interface FakeRequest {
   readonly state: object;
@@ -30,6 +30,7 @@ function adapterWith(overrides: Partial<RequestMeteringAdapter<FakeRequest>> = {
     eventName: () => 'api_requests',
     value: () => 1,
     headers: (request) => request.headers,
+    operation: () => 'GET /x/:id',
     describe: () => 'GET /x',
     ...overrides,
   };
@@ -45,19 +46,19 @@ afterEach(() => {
 describe('meterRequest', () => {
   it('reports one event dated at arrival', async () => {
     const { adapter, reported } = adapterWith();
-    await expect(meterRequest(adapter, request(), 1_700_000_000_000, false)).resolves.toBe('metered');
+    await expect(meterRequest(adapter, request(), 1_700_000_000_000, 'completed')).resolves.toBe('metered');
     expect(reported).toEqual([{ eventName: 'api_requests', customerId: 'cus_1', value: 1, timestamp: 1_700_000_000_000, identifier: undefined }]);
   });
 
-  it.each<[string, string, Partial<RequestMeteringAdapter<FakeRequest>>, boolean]>([
-    ['skippedRoute', 'a handler opted out', { usage: () => ({ skip: true }) }, false],
-    ['aborted', 'the client went away', {}, true],
-    ['notBillable', 'billIf says no', { billIf: () => false }, false],
-    ['noCustomer', 'there is no payer', { customer: () => '' }, false],
-    ['zeroValue', 'the value is 0', { value: () => 0n }, false],
-  ])('ends as %s when %s', async (outcome, _reason, overrides, aborted) => {
+  it.each<[string, string, Partial<RequestMeteringAdapter<FakeRequest>>, ResponseEnding]>([
+    ['skippedRoute', 'a handler opted out', { usage: () => ({ skip: true }) }, 'completed'],
+    ['aborted', 'the client went away before the response started', {}, 'notStarted'],
+    ['notBillable', 'billIf says no', { billIf: () => false }, 'completed'],
+    ['noCustomer', 'there is no payer', { customer: () => '' }, 'completed'],
+    ['zeroValue', 'the value is 0', { value: () => 0n }, 'completed'],
+  ])('ends as %s when %s', async (outcome, _reason, overrides, ending) => {
     const { adapter, reported, errors } = adapterWith(overrides);
-    await expect(meterRequest(adapter, request(), Date.now(), aborted)).resolves.toBe(outcome);
+    await expect(meterRequest(adapter, request(), Date.now(), ending)).resolves.toBe(outcome);
     expect(reported).toEqual([]);
     expect(errors).toEqual([]);
   });
@@ -67,21 +68,36 @@ describe('meterRequest', () => {
     setRequestUsage(req.state, { eventName: 'llm_tokens', value: 9 });
     const eventName = jest.fn(() => 'unused');
     const { adapter, reported } = adapterWith({ usage: (r) => getRequestUsage(r.state), eventName });
-    await meterRequest(adapter, req, Date.now(), false);
+    await meterRequest(adapter, req, Date.now(), 'completed');
     expect(reported).toEqual([expect.objectContaining({ eventName: 'llm_tokens', value: 9 })]);
     expect(eventName).not.toHaveBeenCalled();
   });
 
-  it('derives the identifier from the idempotency key header', async () => {
+  it('derives the identifier from the idempotency key header and the operation', async () => {
     const { adapter, reported } = adapterWith({ idempotencyKeyHeader: 'idempotency-key', dimensions: () => ({ tier: 'pro' }) });
-    await meterRequest(adapter, request({ 'idempotency-key': 'k1' }), Date.now(), false);
-    expect(reported[0]).toMatchObject({ identifier: identifierFromIdempotencyKey('cus_1', 'api_requests', 'k1'), dimensions: { tier: 'pro' } });
+    await meterRequest(adapter, request({ 'idempotency-key': 'k1' }), Date.now(), 'completed');
+    expect(reported[0]).toMatchObject({ identifier: identifierFromIdempotencyKey('cus_1', 'api_requests', 'GET /x/:id', 'k1'), dimensions: { tier: 'pro' } });
+  });
+
+  it('bills a response that had started when its client left, but not one that had not (billAborted: false)', async () => {
+    const { adapter, reported } = adapterWith();
+    await expect(meterRequest(adapter, request(), Date.now(), 'started')).resolves.toBe('metered');
+    await expect(meterRequest(adapter, request(), Date.now(), 'notStarted')).resolves.toBe('aborted');
+    await expect(meterRequest({ ...adapter, billAborted: true }, request(), Date.now(), 'notStarted')).resolves.toBe('metered');
+    expect(reported).toHaveLength(2);
+  });
+
+  it('never lets one idempotency key collapse two operations of one customer', () => {
+    const get = identifierFromIdempotencyKey('cus_1', 'api_requests', 'GET /v1/items/:id', 'k1');
+    expect(identifierFromIdempotencyKey('cus_1', 'api_requests', 'POST /v1/items/:id', 'k1')).not.toBe(get);
+    expect(identifierFromIdempotencyKey('cus_1', 'api_requests', 'GET /v1/orders/:id', 'k1')).not.toBe(get);
+    expect(identifierFromIdempotencyKey('cus_1', 'api_requests', 'GET /v1/items/:id', 'k1')).toBe(get);
   });
 
   it('names the failed step, gives up a promise after resolveTimeoutMs, and never rejects', async () => {
     jest.useFakeTimers();
     const { adapter, errors } = adapterWith({ value: () => new Promise<number>(() => undefined) });
-    const outcome = meterRequest(adapter, request(), Date.now(), false);
+    const outcome = meterRequest(adapter, request(), Date.now(), 'completed');
     await jest.advanceTimersByTimeAsync(50);
     await expect(outcome).resolves.toBe('error');
     expect(errors).toEqual([expect.any(MeterAdapterError)]);
@@ -90,19 +106,40 @@ describe('meterRequest', () => {
 
   it('rejects a customer that is not a string, and blames the adapter step for its own failures', async () => {
     const typed = adapterWith({ customer: () => 42 });
-    await expect(meterRequest(typed.adapter, request(), Date.now(), false)).resolves.toBe('error');
+    await expect(meterRequest(typed.adapter, request(), Date.now(), 'completed')).resolves.toBe('error');
     expect(typed.errors[0]!.message).toMatch(/the customer resolver failed: returned number/);
 
     const broken = adapterWith({ usage: () => { throw new Error('state lost'); } });
-    await expect(meterRequest(broken.adapter, request(), Date.now(), false)).resolves.toBe('error');
+    await expect(meterRequest(broken.adapter, request(), Date.now(), 'completed')).resolves.toBe('error');
     expect(broken.errors[0]!.message).toBe('Could not meter GET /x: the metering failed: state lost');
+  });
+
+  it('blames the metering step when the operation cannot be read', async () => {
+    const { adapter, errors } = adapterWith({ idempotencyKeyHeader: 'idempotency-key', operation: () => { throw new Error('no route'); } });
+    await expect(meterRequest(adapter, request({ 'idempotency-key': 'k1' }), Date.now(), 'completed')).resolves.toBe('error');
+    expect(errors[0]!.message).toBe('Could not meter GET /x: the metering failed: no route');
   });
 
   it('logs through logFallback when handleError itself throws', async () => {
     const lines: string[] = [];
     const { adapter } = adapterWith({ billIf: () => { throw new Error('bad predicate'); }, logFallback: (line) => lines.push(line) });
     const throwing = { ...adapter, reporter: { ...adapter.reporter, handleError: () => { throw new Error('hook broke'); } } };
-    await expect(meterRequest(throwing, request(), Date.now(), false)).resolves.toBe('error');
+    await expect(meterRequest(throwing, request(), Date.now(), 'completed')).resolves.toBe('error');
     expect(lines).toEqual(['Could not meter GET /x: the billIf failed: bad predicate (and handleError threw: hook broke)']);
+  });
+});
+
+describe('finishedWithin', () => {
+  it('says whether the work finished within the grace, and waits no longer than it', async () => {
+    jest.useFakeTimers();
+    let finish!: () => void;
+    const late = finishedWithin(new Promise<void>((resolve) => (finish = resolve)), 100);
+    const onTime = finishedWithin(Promise.resolve(), 100);
+    await expect(onTime).resolves.toBe(true);
+    await jest.advanceTimersByTimeAsync(100);
+    await expect(late).resolves.toBe(false);
+    finish();
+    expect(jest.getTimerCount()).toBe(0);
+    await expect(finishedWithin(new Promise<void>(() => undefined), 0)).resolves.toBe(false);
   });
 });

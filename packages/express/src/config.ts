@@ -16,7 +16,7 @@ export function defaultCustomer(req: Request, res: Response): string | undefined
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'reporter', 'eventName', 'customer', 'value', 'billIf', 'billAborted', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs',
+  'reporter', 'eventName', 'customer', 'value', 'billIf', 'billAborted', 'abortGraceMs', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs',
 ]);
 
 export interface ResolvedOptions extends ResolvedAdapterOptions {

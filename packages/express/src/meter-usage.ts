@@ -1,6 +1,6 @@
 // meterUsage(): the Express middleware that turns each handled request into one meter event.
-import { claimRequest, getRequestUsage, meterRequest, reportMeteringFailure } from '@metered/core';
-import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome } from '@metered/core';
+import { claimRequest, finishedWithin, getRequestUsage, meterRequest, reportMeteringFailure } from '@metered/core';
+import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from '@metered/core';
 import { AsyncResource } from 'node:async_hooks';
 import type { NextFunction, Request, Response } from 'express';
 import { resolveOptions } from './config';
@@ -14,11 +14,29 @@ interface Exchange {
   readonly res: Response;
 }
 
-/** The request as it reads in an error message: method and path, never the query (it may carry secrets). */
-function describe(req: Request): string {
+/** The request's path, never its query (which may carry secrets). */
+function pathOf(req: Request): string {
   const url = typeof req.originalUrl === 'string' ? req.originalUrl : (req.url ?? '');
   const query = url.indexOf('?');
-  return `${req.method} ${query === -1 ? url : url.slice(0, query)}`;
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** The request as it reads in an error message: method and path. */
+function describe(req: Request): string {
+  return `${req.method} ${pathOf(req)}`;
+}
+
+/**
+ * What an idempotency key is scoped to: the method and the route pattern the request matched
+ * (`GET /v1/items/:id`, the router's mount path included), so one key reused on another route or
+ * method bills again, while ids in the URL do not make a retry look new. A request no route
+ * matched (a mounted handler) falls back to its path, which only ever narrows the scope.
+ */
+function operationOf(req: Request): string {
+  // Express 4 also takes a RegExp or an array of patterns as a route's path.
+  const pattern = (req as { route?: { path?: string | RegExp | Array<string | RegExp> } }).route?.path;
+  if (pattern === undefined) return `${req.method} ${pathOf(req)}`;
+  return `${req.method} ${req.baseUrl}${Array.isArray(pattern) ? pattern.map(String).join(',') : String(pattern)}`;
 }
 
 /**
@@ -37,6 +55,35 @@ function whenResponseDone(res: Response, done: () => void): void {
   // A response whose connection is already gone emits no more 'close'.
   if (res.closed || res.socket?.destroyed === true) setImmediate(fire);
   else res.once('close', fire);
+}
+
+/**
+ * Resolves when the handler ends `res` (`res.end()`, and so `res.json()`, `res.send()`…). Node emits
+ * no event for a response ended after its socket closed, so `end` itself is wrapped: only on a
+ * response whose client has left, only for the abort grace, and put back by `stop()`.
+ */
+function whenHandlerEnds(res: Response): { ended: Promise<void>; stop: () => void } {
+  // Put back as it was found and only ever called with the response as `this`.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  const original = res.end;
+  const ownEnd = Object.hasOwn(res, 'end');
+  let markEnded!: () => void;
+  const ended = new Promise<void>((resolve) => {
+    markEnded = resolve;
+  });
+  const wrapped = function (this: Response, ...args: unknown[]): unknown {
+    stop();
+    markEnded();
+    return Reflect.apply(original, this, args);
+  };
+  function stop(): void {
+    // Another wrapper installed after ours stays; ours then just forwards.
+    if (res.end !== wrapped) return;
+    if (ownEnd) res.end = original;
+    else delete (res as { end?: unknown }).end;
+  }
+  res.end = wrapped as Response['end'];
+  return { ended, stop };
 }
 
 /** Core's questions, answered for Express: the options, then a route's `meterRoute()` overrides over them. */
@@ -59,6 +106,7 @@ function expressAdapter(config: ResolvedOptions): RequestMeteringAdapter<Exchang
       return typeof configured === 'function' ? configured(req, res) : configured;
     },
     headers: ({ req }) => req.headers,
+    operation: ({ req }) => operationOf(req),
     describe: ({ req }) => describe(req),
   };
 }
@@ -86,7 +134,7 @@ function emptyStats(): MeteringStats {
  * });
  * app.use(metering);
  * app.get('/health', skipMetering(), health);
- * process.on('SIGTERM', () => server.close(() => void metering.close()));
+ * closeOnSignal(app.listen(3000), metering); // on SIGTERM/SIGINT: stop the server, then deliver what is queued
  */
 export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
   const config = resolveOptions(options);
@@ -105,11 +153,25 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     }
   }
 
+  /** How the response ended: by the handler, or by a client that left after or before it started. */
+  function endingOf(res: Response): ResponseEnding | Promise<ResponseEnding> {
+    if (res.writableEnded) return 'completed';
+    const started: ResponseEnding = res.headersSent ? 'started' : 'notStarted';
+    if (config.abortGraceMs === 0) return started;
+    // The client left first: work the handler still finishes within the grace is billed as completed.
+    const handler = whenHandlerEnds(res);
+    return finishedWithin(handler.ended, config.abortGraceMs).then((finished) => {
+      handler.stop();
+      return finished ? 'completed' : started;
+    });
+  }
+
   function onResponseDone(req: Request, res: Response, arrivedAt: number): void {
-    // The handler ended the response before the connection went away; otherwise the client aborted.
-    const aborted = !res.writableEnded;
+    const ending = endingOf(res);
+    const metered =
+      typeof ending === 'string' ? meterRequest(adapter, { req, res }, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, { req, res }, arrivedAt, e));
     // One settle callback rather than then() plus finally(): two promises fewer per request.
-    const work: Promise<void> = meterRequest(adapter, { req, res }, arrivedAt, aborted).then(
+    const work: Promise<void> = metered.then(
       (outcome) => {
         settling.delete(work);
         record(outcome);

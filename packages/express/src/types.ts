@@ -53,16 +53,25 @@ export interface MeterUsageOptions {
    */
   billIf?: BillIf;
   /**
-   * Whether a request whose client disconnected before the response was complete is billed. When
-   * true, `billIf` decides with the status set so far, and a value set by the handler after the
-   * disconnect is not seen.
-   * @default false (aborted requests are never billed)
+   * Whether a request whose client disconnected before its response started (nothing sent yet) is
+   * billed too; `billIf` then decides with the status set so far. A response that had started
+   * (headers sent, a stream cut short) is billed either way, as `billIf` decides.
+   * @default false (a client that left before the response started is not billed)
    */
   billAborted?: boolean;
   /**
+   * How long, after a client disconnects, the handler may still end the response (`res.end()`,
+   * `res.json()`…) to have the request billed as completed, with the value it set then. 0 turns
+   * this off; at most 60000. `close()` and `flush()` wait for the grace of such requests.
+   * @default 0
+   */
+  abortGraceMs?: number;
+  /**
    * `'generated'`: every request gets a fresh identifier. `'idempotency-key'`: a request that carries
-   * an `Idempotency-Key` header gets an identifier derived from customer, event name and key, so a
-   * client's retries of one operation bill once (within Stripe's 24-hour deduplication window).
+   * an `Idempotency-Key` header gets an identifier derived from customer, event name, method, route
+   * pattern (`req.baseUrl` + `req.route.path`; the path when no route matched) and key, so a client's
+   * retries of one operation bill once (within Stripe's 24-hour deduplication window) and a key
+   * reused on another route or method bills again.
    * @default 'generated'
    */
   identifier?: IdentifierSource;
@@ -95,7 +104,7 @@ export interface SkippedCounts {
   noCustomer: number;
   /** `billIf` returned false (by default: a status outside 2xx). */
   notBillable: number;
-  /** The client disconnected before the response was complete (and `billAborted` is false). */
+  /** The client disconnected before the response started (and `billAborted` is false). */
   aborted: number;
   /** The route or handler opted out (`skipMetering()`, `skipRequestMetering(req)`). */
   skippedRoute: number;

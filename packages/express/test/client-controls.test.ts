@@ -92,6 +92,47 @@ describe.each(EXPRESS_VERSIONS)('what a client controls, on %s', (_name, express
       expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 1, llm_tokens: 3 } });
     });
 
+    it('bills a key reused on other routes and methods again (one key cannot buy 30 requests)', async () => {
+      const mw = meter({ identifier: 'idempotency-key' });
+      const app = buildApp(express, [mw], (a) => {
+        a.get('/v1/items/:id', (_req, res) => res.send('item'));
+        a.post('/v1/items/:id', (_req, res) => res.send('updated'));
+      });
+      for (let i = 0; i < 10; i += 1) {
+        await request(app).get('/v1/search').set(ALICE).set('Idempotency-Key', 'reused').expect(200);
+        await request(app).get(`/v1/items/${i}`).set(ALICE).set('Idempotency-Key', 'reused').expect(200);
+        await request(app).post(`/v1/items/${i}`).set(ALICE).set('Idempotency-Key', 'reused').expect(200);
+      }
+      await mw.flush();
+      // One event per operation (method and route pattern); within one, the key marks retries,
+      // whatever the ids in the URL.
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 3 } });
+    });
+
+    it('keeps one router mounted at two paths apart, by its mount path', async () => {
+      const mw = meter({ identifier: 'idempotency-key' });
+      const app = buildApp(express, [mw], (a) => {
+        const router = express.Router();
+        router.get('/report', (_req, res) => res.send('report'));
+        a.use(['/v1/team', '/v1/org'], router);
+      });
+      await request(app).get('/v1/team/report').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await request(app).get('/v1/org/report').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await request(app).get('/v1/org/report').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await mw.flush();
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
+    });
+
+    it('scopes a request no route matched by its path', async () => {
+      const mw = meter({ identifier: 'idempotency-key' });
+      const app = buildApp(express, [mw], (a) => a.use('/v1/files', (_req, res) => res.send('file')));
+      await request(app).get('/v1/files/a.txt').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await request(app).get('/v1/files/b.txt').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await request(app).get('/v1/files/b.txt?download=1').set(ALICE).set('Idempotency-Key', 'k').expect(200);
+      await mw.flush();
+      expect(suite.fake.totals()).toEqual({ cus_alice: { api_requests: 2 } });
+    });
+
     it('reads a custom header name', async () => {
       const mw = meter({ identifier: 'idempotency-key', idempotencyKeyHeader: 'X-Request-Key' });
       const app = buildApp(express, [mw]);

@@ -23,6 +23,10 @@ describe('meterUsage options', () => {
     ['identifier', 'header'],
     ['resolveTimeoutMs', 0],
     ['resolveTimeoutMs', Number.POSITIVE_INFINITY],
+    ['abortGraceMs', -1],
+    ['abortGraceMs', 1.5],
+    ['abortGraceMs', 60_001],
+    ['abortGraceMs', '100'],
     ['colour', 'blue'],
   ];
 

@@ -1,6 +1,6 @@
 // The global interceptor: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, claimRequest, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
-import type { RequestMeteringAdapter } from '@metered/core';
+import { DEFAULT_VALUE, claimRequest, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
+import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
@@ -15,6 +15,8 @@ import type { MeteringOutcome } from './types';
 
 /** What the handler's Observable did, recorded as it happens. */
 interface HandlerOutcome {
+  /** It completed or errored: the handler's work is over (not merely unsubscribed from). */
+  finished: boolean;
   failed: boolean;
   error: unknown;
   result: unknown;
@@ -71,6 +73,8 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
       return typeof value === 'function' ? value(context, handler.failed ? undefined : handler.result) : (value ?? DEFAULT_VALUE);
     },
     headers: ({ rawRequest }) => rawRequest.headers,
+    // The route's names, not its URL: ids in a path do not make a retry look like a new operation.
+    operation: ({ context, rawRequest }) => `${rawRequest.method ?? ''} ${context.getClass().name}.${context.getHandler().name}`,
     dimensions: ({ route }) => route.dimensions,
     // The route's names, not its URL: a URL may carry tokens in its query string.
     describe: ({ context }) => `a request to ${context.getClass().name}.${context.getHandler().name}`,
@@ -116,7 +120,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     }
     const rawResponse = nodeObject<ServerResponse>(http.getResponse<object>());
 
-    const handler: HandlerOutcome = { failed: false, error: undefined, result: undefined };
+    const handler: HandlerOutcome = { finished: false, failed: false, error: undefined, result: undefined };
     let handlerSettled!: () => void;
     const handlerDone = new Promise<void>((resolve) => {
       handlerSettled = resolve;
@@ -130,7 +134,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const arrivedAt = Date.now();
     const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler };
     // Never rejects: core hands every failure to the reporter's onError.
-    this.track(Promise.all([handlerDone, responseDone]).then(([, completed]) => meterRequest(this.metering, exchange, arrivedAt, !completed)));
+    this.track(
+      responseDone.then((ended) => this.endingOf(ended, rawResponse, handler, handlerDone)).then((ending) => meterRequest(this.metering, exchange, arrivedAt, ending)),
+    );
 
     // Only records; an Observable (SSE, a streamed result) settles once, on complete, error or unsubscribe.
     return next.handle().pipe(
@@ -139,8 +145,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
           handler.result = value;
         },
         error: (error: unknown) => {
+          handler.finished = true;
           handler.failed = true;
           handler.error = error;
+        },
+        complete: () => {
+          handler.finished = true;
         },
       }),
       finalize(() => handlerSettled()),
@@ -169,6 +179,23 @@ export class MeterUsageInterceptor implements NestInterceptor {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * How the response ended. Ended by the time its connection closed: completed, once the handler
+   * has settled too (a stream's last value is its result). Otherwise the client left, after or
+   * before the response started; a handler that still finishes within `abortGraceMs` has its work
+   * billed as completed.
+   */
+  private async endingOf(ended: boolean, rawResponse: ServerResponse, handler: HandlerOutcome, handlerDone: Promise<void>): Promise<ResponseEnding> {
+    if (ended) {
+      await handlerDone;
+      return 'completed';
+    }
+    const started: ResponseEnding = rawResponse.headersSent ? 'started' : 'notStarted';
+    if (this.config.abortGraceMs === 0) return started;
+    await finishedWithin(handlerDone, this.config.abortGraceMs);
+    return handler.finished ? 'completed' : started;
   }
 
   /**

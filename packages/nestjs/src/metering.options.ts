@@ -32,7 +32,7 @@ export interface ResolvedMeteringConfig extends ResolvedAdapterOptions {
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'reporter', 'eventName', 'customer', 'billIf', 'billAborted', 'meterAllRoutes', 'identifier', 'idempotencyKeyHeader',
+  'reporter', 'eventName', 'customer', 'billIf', 'billAborted', 'abortGraceMs', 'meterAllRoutes', 'identifier', 'idempotencyKeyHeader',
   'resolveTimeoutMs', 'shutdownTimeoutMs',
 ]);
 

@@ -57,11 +57,19 @@ export interface MeteringModuleOptions {
    */
   billIf?: BillIf;
   /**
-   * Whether a request whose client disconnected before the response was complete (an SSE stream cut
-   * short, say) is billed, if `billIf` agrees.
+   * Whether a request whose client disconnected before its response started (nothing sent yet) is
+   * billed too, if `billIf` agrees. A response that had started (headers sent: an SSE stream cut
+   * short, say) is billed either way, as `billIf` decides.
    * @default false
    */
   billAborted?: boolean;
+  /**
+   * How long, after a client disconnects, the handler may still return (or its Observable
+   * complete) to have the request billed as completed, with its result. 0 turns this off; at most
+   * 60000. Shutdown waits for it within `shutdownTimeoutMs`.
+   * @default 0
+   */
+  abortGraceMs?: number;
   /**
    * Whether routes without `@MeterUsage()` (on the method or its controller) are metered too, with
    * `eventName` and a value of 1. `@SkipMetering()` still excludes a route.
@@ -70,8 +78,9 @@ export interface MeteringModuleOptions {
   meterAllRoutes?: boolean;
   /**
    * `'generated'`: every request gets a fresh identifier. `'idempotency-key'`: a request carrying an
-   * `Idempotency-Key` header gets an identifier derived from customer, event name and key, so a
-   * client's retries of one operation bill once (within Stripe's 24-hour deduplication window).
+   * `Idempotency-Key` header gets an identifier derived from customer, event name, HTTP method,
+   * route (controller and handler) and key, so a client's retries of one operation bill once
+   * (within Stripe's 24-hour deduplication window) and a key reused on another route bills again.
    * @default 'generated'
    */
   identifier?: IdentifierSource;

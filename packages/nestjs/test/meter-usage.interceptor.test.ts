@@ -69,8 +69,8 @@ class SkippedController {
 /** A Node-like request/response pair whose finish and abort the test drives. */
 function exchange(options: { user?: object; headers?: Record<string, string>; fastify?: boolean } = {}) {
   const socket = Object.assign(new EventEmitter(), { writable: true });
-  const rawRequest = Object.assign(new EventEmitter(), { headers: options.headers ?? {}, user: options.user ?? { stripeCustomerId: 'cus_1' } });
-  const rawResponse = Object.assign(new EventEmitter(), { statusCode: 200, finished: false, writableEnded: false, socket, locals: {} });
+  const rawRequest = Object.assign(new EventEmitter(), { method: 'GET', headers: options.headers ?? {}, user: options.user ?? { stripeCustomerId: 'cus_1' } });
+  const rawResponse = Object.assign(new EventEmitter(), { statusCode: 200, headersSent: false, finished: false, writableEnded: false, socket, locals: {} });
   // Fastify hands interceptors wrappers that keep Node's objects under `raw`.
   const request = options.fastify ? { raw: rawRequest, headers: rawRequest.headers, user: rawRequest.user } : rawRequest;
   const response = options.fastify ? { raw: rawResponse } : rawResponse;
@@ -84,6 +84,10 @@ function exchange(options: { user?: object; headers?: Record<string, string>; fa
       rawResponse.finished = true;
       rawResponse.writableEnded = true;
       rawResponse.emit('finish');
+    },
+    /** Sends the headers, as an SSE stream does before its first event. */
+    start(): void {
+      rawResponse.headersSent = true;
     },
     abort(): void {
       socket.emit('close');
@@ -211,6 +215,80 @@ describe('MeterUsageInterceptor', () => {
     expect(reporter.reported).toHaveLength(1);
   });
 
+  it('bills a stream cut short after its headers were sent, with its last value (a started response is never free)', async () => {
+    const interceptor = interceptorWith();
+    const ex = exchange();
+    const stream = new Subject<{ tokens: number }>();
+    const subscription = interceptor.intercept(contextFor(ex, MeteredController, 'fromResult'), handlerReturning(stream)).subscribe();
+    ex.start();
+    stream.next({ tokens: 4 });
+    ex.abort();
+    subscription.unsubscribe();
+    await interceptor.flush();
+    expect(reporter.reported).toEqual([expect.objectContaining({ value: 4 })]);
+  });
+
+  it('does not bill a handler that finishes after its client left before the response started, by default', async () => {
+    const interceptor = interceptorWith();
+    const ex = exchange();
+    const work = new Subject<{ tokens: number }>();
+    interceptor.intercept(contextFor(ex, MeteredController, 'fromResult'), handlerReturning(work)).subscribe();
+    ex.abort();
+    work.next({ tokens: 6 });
+    work.complete();
+    await interceptor.flush();
+    expect(reporter.reported).toEqual([]);
+  });
+
+  it('with abortGraceMs, bills the result of a handler that finishes after its client left', async () => {
+    const interceptor = interceptorWith({ abortGraceMs: 5000 });
+    const ex = exchange();
+    const work = new Subject<{ tokens: number }>();
+    interceptor.intercept(contextFor(ex, MeteredController, 'fromResult'), handlerReturning(work)).subscribe();
+    ex.abort();
+    await Promise.resolve();
+    work.next({ tokens: 6 });
+    work.complete();
+    await interceptor.flush();
+    expect(reporter.reported).toEqual([expect.objectContaining({ value: 6 })]);
+  });
+
+  it('with abortGraceMs, gives up on a handler that does not finish within it', async () => {
+    jest.useFakeTimers();
+    const interceptor = interceptorWith({ abortGraceMs: 300 });
+    const ex = exchange();
+    const work = new Subject<{ tokens: number }>();
+    interceptor.intercept(contextFor(ex, MeteredController, 'fromResult'), handlerReturning(work)).subscribe();
+    ex.abort();
+    let decided = false;
+    const flushed = interceptor.flush().then(() => {
+      decided = true;
+    });
+    await jest.advanceTimersByTimeAsync(299);
+    expect(decided).toBe(false);
+    await jest.advanceTimersByTimeAsync(1);
+    await flushed;
+    work.next({ tokens: 6 });
+    work.complete();
+    await interceptor.flush();
+    expect(reporter.reported).toEqual([]);
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  it('scopes an Idempotency-Key by method and route, so a key reused elsewhere bills again', async () => {
+    const interceptor = interceptorWith({ identifier: 'idempotency-key', meterAllRoutes: true });
+    const key = { 'idempotency-key': 'reused' };
+    await run(interceptor, PlainController, 'route', of(1), exchange({ headers: key }));
+    const post = exchange({ headers: key });
+    post.rawRequest.method = 'POST';
+    await run(interceptor, PlainController, 'route', of(1), post);
+    await run(interceptor, MeteredController, 'plain', of(1), exchange({ headers: key }));
+    await run(interceptor, MeteredController, 'plain', of(1), exchange({ headers: key }));
+    const identifiers = reporter.reported.map((event) => event.identifier);
+    expect(new Set(identifiers).size).toBe(3);
+    expect(identifiers[3]).toBe(identifiers[2]);
+  });
+
   it('does not bill a handler that threw, nor a non-2xx response, by default', async () => {
     const interceptor = interceptorWith();
     const thrown = await run(interceptor, MeteredController, 'plain', throwError(() => new Error('nope')), exchange(), 500);
@@ -291,7 +369,7 @@ describe('MeterUsageInterceptor', () => {
     const interceptor = interceptorWith({ identifier: 'idempotency-key', idempotencyKeyHeader: 'X-Request-Key' });
     await run(interceptor, MeteredController, 'plain', of(1), exchange({ headers: { 'x-request-key': 'k1' } }));
     await run(interceptor, MeteredController, 'plain', of(1), exchange());
-    expect(reporter.reported.map((event) => event.identifier)).toEqual([identifierFromIdempotencyKey('cus_1', 'class_event', 'k1'), undefined]);
+    expect(reporter.reported.map((event) => event.identifier)).toEqual([identifierFromIdempotencyKey('cus_1', 'class_event', 'GET MeteredController.plain', 'k1'), undefined]);
   });
 
   it('gives up on a value that does not settle in resolveTimeoutMs, through handleError', async () => {

@@ -35,6 +35,7 @@ describe('resolveMeteringOptions', () => {
     ['a non-boolean meterAllRoutes', { reporter: { apiKey: TEST_KEY }, meterAllRoutes: 'yes' }, /"meterAllRoutes": must be a boolean/],
     ['a zero resolveTimeoutMs', { reporter: { apiKey: TEST_KEY }, resolveTimeoutMs: 0 }, /"resolveTimeoutMs"/],
     ['a fractional shutdownTimeoutMs', { reporter: { apiKey: TEST_KEY }, shutdownTimeoutMs: 1.5 }, /"shutdownTimeoutMs"/],
+    ['an abortGraceMs over a minute', { reporter: { apiKey: TEST_KEY }, abortGraceMs: 60_001 }, /"abortGraceMs": must be an integer number of milliseconds from 0/],
     ['an unknown identifier source', { reporter: { apiKey: TEST_KEY }, identifier: 'header' }, /"identifier": must be one of 'generated', 'idempotency-key'/],
     ['a header that is never read', { reporter: { apiKey: TEST_KEY }, idempotencyKeyHeader: 'x-key' }, /"idempotencyKeyHeader": is only read/],
     ['bad reporter options', { reporter: { apiKey: 'pk_test_nope' } }, /"apiKey"/],
@@ -54,7 +55,7 @@ describe('resolveMeteringOptions', () => {
     expect(passed.reporter).toBe(given);
     expect(passed.ownsReporter).toBe(false);
     expect(Object.isFrozen(passed)).toBe(true);
-    expect(passed).toMatchObject({ eventName: 'api_requests', meterAllRoutes: false, billAborted: false, resolveTimeoutMs: 1000, shutdownTimeoutMs: 10_000 });
+    expect(passed).toMatchObject({ eventName: 'api_requests', meterAllRoutes: false, billAborted: false, abortGraceMs: 0, resolveTimeoutMs: 1000, shutdownTimeoutMs: 10_000 });
   });
 });
 
