@@ -1,6 +1,7 @@
 // One event per POST /v2/billing/meter_events, never two in flight for the same customer and meter.
 import type { ResolvedConfig } from './config';
-import { StripeApiError } from './errors';
+import { MeterUnauthorizedError, StripeApiError } from './errors';
+import { isKeyRefused } from './retry';
 import type { StripeHttp } from './http';
 import type { QueuedEvent } from './queue';
 import type { Transport } from './transport';
@@ -13,18 +14,23 @@ export function isDuplicate(error: unknown): boolean {
   return error instanceof StripeApiError && error.status === 400 && error.stripeCode === 'duplicate_meter_event';
 }
 
+// Private fields: the config's key stays out of util.inspect and JSON.
 export class DirectTransport implements Transport {
-  constructor(
-    private readonly config: ResolvedConfig,
-    private readonly http: StripeHttp,
-  ) {}
+  readonly #config: ResolvedConfig;
+  readonly #http: StripeHttp;
+
+  constructor(config: ResolvedConfig, http: StripeHttp) {
+    this.#config = config;
+    this.#http = http;
+  }
 
   async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
-    const { customerKey, valueKey, apiOrigin, apiKey } = this.config;
+    const { customerKey, valueKey, apiOrigin, apiKey } = this.#config;
     for (const event of batch) {
       try {
-        await this.http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal });
+        await this.#http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal });
       } catch (error) {
+        if (isKeyRefused(error)) throw new MeterUnauthorizedError(error.status, error);
         if (!isDuplicate(error)) throw error;
       }
     }

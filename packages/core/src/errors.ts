@@ -15,6 +15,7 @@ export type MeterErrorCode =
   | 'ERR_METER_CLOSED'
   | 'ERR_METER_STRIPE_API'
   | 'ERR_METER_DELIVERY_FAILED'
+  | 'ERR_METER_UNAUTHORIZED'
   | 'ERR_METER_ADAPTER'
   | 'ERR_METER_SPOOL_UNAVAILABLE'
   | 'ERR_METER_SPOOL_LOCKED'
@@ -113,6 +114,25 @@ export class MeterDeliveryError extends MeterError {
     cause: unknown,
   ) {
     super('ERR_METER_DELIVERY_FAILED', message, { cause });
+  }
+}
+
+/**
+ * Stripe refused the secret key (401/403 on a session, a direct event or an adjustment). Sending
+ * stops, events stay queued, and one request probes at a growing interval until the key works again.
+ */
+export class MeterUnauthorizedError extends MeterError {
+  override readonly name = 'MeterUnauthorizedError';
+  constructor(
+    /** Stripe's status: 401 (the key is unknown or revoked) or 403 (the key lacks a permission). */
+    readonly status: number,
+    cause: unknown,
+  ) {
+    super(
+      'ERR_METER_UNAUTHORIZED',
+      `Stripe refused the API key (${status}); sending is paused, events stay queued, and a probe retries the key at a growing interval`,
+      { cause },
+    );
   }
 }
 

@@ -1,11 +1,11 @@
 // The high-throughput path: a 15-minute session token, then up to 100 events per meter_event_stream request.
 import { SESSION_REFRESH_MARGIN_MS } from './config';
 import type { ResolvedConfig } from './config';
-import { StripeApiError } from './errors';
+import { MeterUnauthorizedError, StripeApiError } from './errors';
 import type { StripeHttp } from './http';
 import type { QueuedEvent } from './queue';
 import { registerSecret } from './redact';
-import { isSessionExpired } from './retry';
+import { isKeyRefused, isSessionExpired } from './retry';
 import type { Transport } from './transport';
 import { encodeStreamBody } from './wire';
 
@@ -31,24 +31,29 @@ function parseSession(body: unknown, now: number): { token: string; expiresAt: n
   return { token, expiresAt: Number.isNaN(expires) ? now + 15 * 60_000 : expires };
 }
 
+// Private fields: the session token and the config's key stay out of util.inspect and JSON.
 export class StreamTransport implements Transport {
-  private session: Session | undefined;
-  private creating: Promise<Session> | undefined;
+  #session: Session | undefined;
+  #creating: Promise<Session> | undefined;
+  readonly #config: ResolvedConfig;
+  readonly #http: StripeHttp;
+  readonly #onSessionCreated: () => void;
+  readonly #now: () => number;
 
-  constructor(
-    private readonly config: ResolvedConfig,
-    private readonly http: StripeHttp,
-    private readonly onSessionCreated: () => void,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(config: ResolvedConfig, http: StripeHttp, onSessionCreated: () => void, now: () => number = Date.now) {
+    this.#config = config;
+    this.#http = http;
+    this.#onSessionCreated = onSessionCreated;
+    this.#now = now;
+  }
 
   async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
-    const { customerKey, valueKey } = this.config;
+    const { customerKey, valueKey } = this.#config;
     const json = encodeStreamBody(batch, customerKey, valueKey);
     for (let renewals = 0; ; renewals += 1) {
       const session = await this.currentSession(signal);
       try {
-        await this.http.post(this.config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal });
+        await this.#http.post(this.#config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal });
         return;
       } catch (error) {
         if (!isSessionExpired(error) || renewals >= MAX_RENEWALS_PER_SEND) throw error;
@@ -59,39 +64,45 @@ export class StreamTransport implements Transport {
 
   /** Forgets the session token (on close). */
   dispose(): void {
-    this.session?.forget();
-    this.session = undefined;
+    this.#session?.forget();
+    this.#session = undefined;
   }
 
   /** The live session, created once however many batches ask for it at the same moment. */
   private currentSession(signal: AbortSignal): Promise<Session> {
-    const session = this.session;
-    if (session !== undefined && this.now() < session.renewAt) return Promise.resolve(session);
-    if (this.creating === undefined) {
-      this.creating = this.createSession(signal).finally(() => {
-        this.creating = undefined;
+    const session = this.#session;
+    if (session !== undefined && this.#now() < session.renewAt) return Promise.resolve(session);
+    if (this.#creating === undefined) {
+      this.#creating = this.createSession(signal).finally(() => {
+        this.#creating = undefined;
       });
     }
-    return this.creating;
+    return this.#creating;
   }
 
   private async createSession(signal: AbortSignal): Promise<Session> {
-    const body = await this.http.post(this.config.apiOrigin, SESSION_PATH, { bearer: this.config.apiKey, signal });
-    const now = this.now();
+    let body: unknown;
+    try {
+      body = await this.#http.post(this.#config.apiOrigin, SESSION_PATH, { bearer: this.#config.apiKey, signal });
+    } catch (error) {
+      // Refused here, the key itself is wrong: the reporter's breaker stops sending until it works.
+      throw isKeyRefused(error) ? new MeterUnauthorizedError(error.status, error) : error;
+    }
+    const now = this.#now();
     const { token, expiresAt } = parseSession(body, now);
-    this.session?.forget();
+    this.#session?.forget();
     const margin = Math.min(SESSION_REFRESH_MARGIN_MS, Math.max(0, (expiresAt - now) / 4));
     const session: Session = { token, renewAt: expiresAt - margin, forget: registerSecret(token) };
-    this.session = session;
-    this.onSessionCreated();
+    this.#session = session;
+    this.#onSessionCreated();
     return session;
   }
 
   // Only the session that failed is dropped: a batch that saw an old token expire must not
   // discard the fresh one another batch just created.
   private invalidate(session: Session): void {
-    if (this.session === session) {
-      this.session = undefined;
+    if (this.#session === session) {
+      this.#session = undefined;
       session.forget();
     }
   }

@@ -54,7 +54,9 @@ export interface MeterEvent {
 /** Retry policy for requests to Stripe. */
 export interface RetryOptions {
   /**
-   * Attempts per request, the first included.
+   * Attempts per request, the first included, for answers Stripe marks `Stripe-Should-Retry: true`
+   * although their status is final. Transient failures (network errors, 5xx, 408, 409, 429, an
+   * expired session) are not counted: they are retried for as long as `maxElapsedMs` allows.
    * @default 8
    */
   maxAttempts?: number;
@@ -69,8 +71,10 @@ export interface RetryOptions {
    */
   maxDelayMs?: number;
   /**
-   * Total time a request may spend retrying before its events are handed to `onError`.
-   * @default 600000
+   * Total time a batch may spend retrying transient failures before its events are handed to
+   * `onError`; at most 24 h (Stripe's deduplication window). A batch answered 429 is retried for
+   * at least 23 h, as a rate limit means Stripe is up.
+   * @default 3600000 (1 hour)
    */
   maxElapsedMs?: number;
 }
@@ -170,12 +174,14 @@ export interface MeterReporterOptions {
   logger?: MeterLogger;
   /**
    * Called with events that Stripe refused or that could not be delivered within the retry policy
-   * (a dead letter), and with adapter failures (no events).
+   * (a dead letter), and with adapter failures (no events). A refused API key is reported once
+   * per outage as `MeterUnauthorizedError` with no events: they stay queued.
    * @default undefined (the logger's `error`)
    */
   onError?: (error: MeterError, events: readonly MeterEvent[]) => void;
   /**
-   * Called with accepted events dropped undelivered (queue overflow, shutdown, too old).
+   * Called with accepted events dropped undelivered (queue overflow, shutdown, too old), in one
+   * call per batch or per turn of the event loop (overflow), never once per event.
    * Their identifiers are kept, so re-reporting them later can never bill twice.
    * @default undefined (the logger's `warn`)
    */
@@ -195,6 +201,24 @@ export interface CloseOptions {
    * @default 10000
    */
   timeoutMs?: number;
+}
+
+/** Options of `flush()`. */
+export interface FlushOptions {
+  /**
+   * How long to wait for delivery. Events still pending then stay queued and keep being retried;
+   * nothing is dropped.
+   * @default 60000
+   */
+  timeoutMs?: number;
+}
+
+/** What `flush()` resolves with. */
+export interface FlushResult {
+  /** Whether every event reported before the call was delivered, failed or dropped within the timeout. */
+  settled: boolean;
+  /** How many of those events were still pending when the flush resolved (0 when settled). */
+  pending: number;
 }
 
 /** What `close()` resolves with. */
@@ -223,7 +247,7 @@ export interface MeterStats {
   queued: number;
   /** Events in requests being sent or waiting for a retry. */
   inFlight: number;
-  /** `report()` calls refused by validation (nothing was enqueued). */
+  /** `report()` calls refused (invalid event, full queue with `overflow: 'reject'`, or after `close()`); nothing was enqueued. */
   rejected: number;
   /** HTTP requests sent to Stripe, every attempt included. */
   requests: number;

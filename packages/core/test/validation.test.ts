@@ -71,6 +71,8 @@ describe('value', () => {
     });
     r2.report({ ...base, value: 1 });
     r2.report({ ...base, value });
+    // Overflow drops reach onDrop once per turn.
+    await new Promise(setImmediate);
     expect(seen).toEqual([wire]);
     expect(() => r.report({ ...base, value })).not.toThrow();
     await r.close({ timeoutMs: 0 });
