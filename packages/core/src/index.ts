@@ -9,6 +9,7 @@ export {
   StripeApiError,
   MeterDeliveryError,
   MeterAdapterError,
+  MeterUnauthorizedError,
 } from './errors';
 export type { MeterErrorCode } from './errors';
 export type { EventStore, QueuedEvent } from './queue';
@@ -57,6 +58,8 @@ export type {
   MeterReporterOptions,
   CloseOptions,
   CloseResult,
+  FlushOptions,
+  FlushResult,
   MeterStats,
   MeterEventAdjustment,
 } from './types';

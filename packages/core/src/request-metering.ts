@@ -1,5 +1,6 @@
 // Framework-agnostic pieces of request metering, shared by @metered/express and @metered/nestjs.
 import { deriveIdentifier } from './identifier';
+import { cancellableSleep } from './timers';
 
 /** The property under which a request carries its metering state; shared across adapters and copies of this package. */
 export const METERING_STATE = Symbol.for('@metered/request-state');
@@ -84,16 +85,16 @@ export function identifierFromIdempotencyKey(customerId: string, eventName: stri
 
 /** Settles with `fn()`'s result, or rejects after `timeoutMs` (the timer never keeps the process alive). */
 export async function withTimeout<T>(fn: () => T | Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+  // A long wait in chunks: a plain timer of 2^31 ms or more would fire after 1 ms.
+  const timer = cancellableSleep(timeoutMs);
   try {
     return await Promise.race([
       Promise.resolve().then(fn),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${timeoutMs} ms`)), timeoutMs);
-        timer.unref();
+      timer.done.then((): never => {
+        throw new Error(`${what} did not settle within ${timeoutMs} ms`);
       }),
     ]);
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }
