@@ -26,11 +26,21 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_ATTEMPTS = 8;
 export const DEFAULT_INITIAL_DELAY_MS = 250;
 export const DEFAULT_MAX_DELAY_MS = 30_000;
-export const DEFAULT_MAX_ELAPSED_MS = 600_000;
+/**
+ * How long a batch hit by transient failures (outage, 5xx, 429, resets) is retried before it goes to
+ * `onError`: an hour rides out all but the longest Stripe incidents, and leaves 23 of Stripe's 24
+ * deduplication hours for re-reporting a dead letter without any risk of billing it twice.
+ */
+export const DEFAULT_MAX_ELAPSED_MS = 3_600_000;
 export const DEFAULT_CUSTOMER_KEY = 'stripe_customer_id';
 export const DEFAULT_VALUE_KEY = 'value';
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** A session is renewed this long before Stripe's `expires_at`, so no request races the expiry. */
+/**
+ * How long a plain `flush()` waits: a minute covers several retries of every batch through a short
+ * blip, and no script or deploy hangs on an outage; what is still pending stays queued and retried.
+ */
+export const DEFAULT_FLUSH_TIMEOUT_MS = 60_000;
 export const SESSION_REFRESH_MARGIN_MS = 60_000;
 
 const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_-]+$/;
