@@ -5,7 +5,7 @@ import path from 'node:path';
 import { MeterSpoolError } from '../../src/errors';
 import { MemoryDurableStore } from '../../src/store/memory-store';
 import { SpoolStore, openSpoolOrMemory } from '../../src/store/spool-store';
-import { event, runsAsRoot, startChild, tempDir } from './helpers';
+import { NOW, event, runsAsRoot, startChild, tempDir } from './helpers';
 
 jest.setTimeout(60_000);
 
@@ -121,6 +121,39 @@ describe('a full disk', () => {
     expect(accepted).toBe(pushed);
     expect(errors).toHaveLength(1);
     store.close();
+  });
+});
+
+describe('a transient write failure', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('is reported once, and the writes held in memory reach the disk once a retry succeeds', () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate'] });
+    const errors: MeterSpoolError[] = [];
+    const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool'), durability: 'event', onError: (e) => errors.push(e) });
+    // The disk fills for two commits: SQLite's own error, raised where the store's transaction runs.
+    const internals = store as unknown as { writeAll: () => void };
+    const write = internals.writeAll;
+    let failures = 2;
+    internals.writeAll = () => {
+      if (failures > 0) {
+        failures -= 1;
+        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      }
+      write();
+    };
+    store.push(event(0));
+    store.push(event(1));
+    expect(store.durable).toBe(false);
+    jest.advanceTimersByTime(1000);
+    expect(store.durable).toBe(false);
+    jest.advanceTimersByTime(1000);
+    expect(store.durable).toBe(true);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_METER_SPOOL_FULL']);
+    store.close();
+    const again = SpoolStore.open({ path: store.path });
+    expect(again.recover(NOW).resend.map((e) => e.identifier)).toEqual(['evt_0', 'evt_1']);
+    again.close();
   });
 });
 
