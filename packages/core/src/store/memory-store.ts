@@ -6,23 +6,12 @@ import type { DurableEventStore, LedgerQuery, LedgerRow, RecoveredEvents, Settle
 
 const NOTHING_RECOVERED: RecoveredEvents = Object.freeze({ resend: [], expired: [], uncertain: [] });
 
-/**
- * Keeps events in process memory, so the reporter drives one interface whatever the store. Bounded
- * by the reporter's `maxQueueSize` only: `hasRoomFor()` is always true and `bytes` is 0.
- */
-export class MemoryDurableStore implements DurableEventStore {
-  readonly durable = false;
-  readonly bytes = 0;
-  private readonly queue = new MemoryEventStore();
-  private readonly cells = new MemoryLedger();
+/** The queue half of every store here: reads are served from memory, whatever backs the events. */
+export abstract class QueueBackedStore {
+  protected readonly queue = new MemoryEventStore();
 
   get size(): number {
     return this.queue.size;
-  }
-
-  push(event: QueuedEvent): void {
-    this.queue.push(event);
-    this.cells.add(event, 'accepted');
   }
 
   shift(): QueuedEvent | undefined {
@@ -39,6 +28,21 @@ export class MemoryDurableStore implements DurableEventStore {
 
   drain(): QueuedEvent[] {
     return this.queue.drain();
+  }
+}
+
+/**
+ * Keeps events in process memory, so the reporter drives one interface whatever the store. Bounded
+ * by the reporter's `maxQueueSize` only: `hasRoomFor()` is always true and `bytes` is 0.
+ */
+export class MemoryDurableStore extends QueueBackedStore implements DurableEventStore {
+  readonly durable = false;
+  readonly bytes = 0;
+  private readonly cells = new MemoryLedger();
+
+  push(event: QueuedEvent): void {
+    this.queue.push(event);
+    this.cells.add(event, 'accepted');
   }
 
   hasRoomFor(): boolean {

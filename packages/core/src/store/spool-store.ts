@@ -3,11 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { MeterClosedError, MeterConfigError, MeterSpoolError } from '../errors';
-import { MemoryEventStore } from '../queue';
 import type { QueuedEvent } from '../queue';
 import { MAX_EVENT_AGE_MS } from '../validate';
 import { HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
-import { MemoryDurableStore } from './memory-store';
+import { MemoryDurableStore, QueueBackedStore } from './memory-store';
 import type {
   DurableEventStore,
   LedgerQuery,
@@ -164,7 +163,7 @@ export function toSpoolError(error: unknown, file: string, doing: string): Meter
 
 /**
  * Accepted events in a SQLite file until the reporter knows their outcome. Reads never touch the
- * disk (a mirror of the queue stays in memory); writes are buffered and committed per turn of the
+ * disk (a mirror of the queue stays in memory, and `shift`/`take`/`drain` keep rows until settled); writes are buffered and committed per turn of the
  * event loop, or per event with `durability: 'event'`. One process owns a spool at a time: SQLite's
  * exclusive locking mode holds an OS lock on the file for as long as the store is open, and the
  * kernel drops it when the owner dies, SIGKILL included.
@@ -173,8 +172,7 @@ export function toSpoolError(error: unknown, file: string, doing: string): Meter
  * const store = SpoolStore.open({ path: '/var/lib/app/meter.spool', onError: (e) => log.error(e) });
  * const { resend, expired, uncertain } = store.recover(Date.now());
  */
-export class SpoolStore implements DurableEventStore {
-  private readonly queue = new MemoryEventStore();
+export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   /** Row id of every event held (queued, handed out, recovered), by identity: the reporter passes back the objects it took. */
   private readonly ids = new WeakMap<QueuedEvent, number>();
   private readonly attempted = new WeakSet<QueuedEvent>();
@@ -206,6 +204,7 @@ export class SpoolStore implements DurableEventStore {
     private nextId: number,
     rows: EventRow[],
   ) {
+    super();
     this.insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     this.markAttempt = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id = ? AND first_attempt_at IS NULL');
     this.deleteRange = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ?');
@@ -294,10 +293,6 @@ export class SpoolStore implements DurableEventStore {
     return false;
   }
 
-  get size(): number {
-    return this.queue.size;
-  }
-
   get bytes(): number {
     return this.liveBytes;
   }
@@ -322,23 +317,6 @@ export class SpoolStore implements DurableEventStore {
     this.pendingCells.add(event, 'accepted');
     if (this.config.durability === 'event' && !this.failing) this.commit();
     else this.scheduleCommit();
-  }
-
-  shift(): QueuedEvent | undefined {
-    return this.queue.shift();
-  }
-
-  take(max: number): QueuedEvent[] {
-    return this.queue.take(max);
-  }
-
-  unshift(events: readonly QueuedEvent[]): void {
-    this.queue.unshift(events);
-  }
-
-  /** Hands out every queued event; their rows stay until settled, so a spool closed after a drain keeps them for the next process. */
-  drain(): QueuedEvent[] {
-    return this.queue.drain();
   }
 
   hasRoomFor(event: QueuedEvent): boolean {
