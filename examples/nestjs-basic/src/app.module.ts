@@ -1,7 +1,7 @@
 // The example's root module: metering configured once, an API-key guard, three controllers.
 import { Module } from '@nestjs/common';
 import type { DynamicModule } from '@nestjs/common';
-import type { MeterReporterOptions } from '@metered/core';
+import type { MeterReporter, MeterReporterOptions } from '@metered/core';
 import { MeteringModule } from '@metered/nestjs';
 import { API_CLIENTS } from './api-key.guard';
 import { CompletionsController } from './completions.controller';
@@ -11,7 +11,8 @@ import { ReportsController } from './reports.controller';
 
 @Module({})
 export class AppModule {
-  static register(reporter: MeterReporterOptions): DynamicModule {
+  /** `reporter`: options to create one (the app), or a reporter to use (a test's `createTestReporter()`). */
+  static register(reporter: MeterReporter | MeterReporterOptions): DynamicModule {
     return {
       module: AppModule,
       imports: [MeteringModule.forRoot({ reporter, shutdownTimeoutMs: 5000 })],

@@ -40,6 +40,8 @@ export {
 export { resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilliseconds, checkEventNameOption, checkValueOption } from './adapter-options';
 export type { AdapterOptions, AdapterOptionsSpec, ResolvedAdapterOptions, IdentifierSource, MeterValue } from './adapter-options';
 export { redactSecrets } from './redact';
+// Report()'s own checks, for code that takes events without sending them (@metered/testing's reporter).
+export { validateMeterEvent, validateCancellation } from './validate-event';
 export {
   DEFAULT_API_BASE_URL,
   DEFAULT_METER_EVENTS_BASE_URL,

@@ -59,6 +59,25 @@ function result(agg: Aggregate): bigint {
   return agg.formula === 'sum' ? agg.sum : agg.formula === 'count' ? BigInt(agg.count) : agg.last;
 }
 
+/** Exact totals as numbers; throws `ERR_FAKE_STRIPE_PRECISION` rather than round past `Number.MAX_SAFE_INTEGER`. */
+export function numericTotals(exact: MeterTotals<bigint>): MeterTotals<number> {
+  const out: MeterTotals<number> = {};
+  for (const [customer, row] of Object.entries(exact)) {
+    const numeric: Record<string, number> = {};
+    for (const [eventName, total] of Object.entries(row)) {
+      if (total > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new FakeStripeError(
+          'ERR_FAKE_STRIPE_PRECISION',
+          `The total of "${eventName}" for ${customer} (${total}) exceeds Number.MAX_SAFE_INTEGER; read it from exactTotals() instead.`,
+        );
+      }
+      numeric[eventName] = Number(total);
+    }
+    out[customer] = numeric;
+  }
+  return out;
+}
+
 export class EventLedger {
   private stored: StoredEvent[] = [];
   // Insertion-ordered, so the oldest identifiers are always first and expiry stops at the first young one.
@@ -218,21 +237,7 @@ export class EventLedger {
 
   /** Totals as numbers; refuses to round silently. */
   totals(): MeterTotals<number> {
-    const out: MeterTotals<number> = {};
-    for (const [customer, row] of Object.entries(this.exactTotals())) {
-      const numeric: Record<string, number> = {};
-      for (const [eventName, total] of Object.entries(row)) {
-        if (total > BigInt(Number.MAX_SAFE_INTEGER)) {
-          throw new FakeStripeError(
-            'ERR_FAKE_STRIPE_PRECISION',
-            `The total of "${eventName}" for ${customer} (${total}) exceeds Number.MAX_SAFE_INTEGER; read it from exactTotals() instead.`,
-          );
-        }
-        numeric[eventName] = Number(total);
-      }
-      out[customer] = numeric;
-    }
-    return out;
+    return numericTotals(this.exactTotals());
   }
 
   clear(): void {

@@ -4,6 +4,9 @@ export { SPEC_PATH, loadStripeSpec, specProblems, trafficProblems } from './stri
 export type { SpecCheckOptions, SpecValidator } from './stripe-spec';
 export { createManualClock, createSessionToken, meterEvent } from './helpers';
 export { seededRandom } from './random';
+// The test kit: an in-memory reporter and billing assertions for users' own suites (any runner).
+export { TestReporter, createTestReporter } from './test-kit';
+export { billedTotals, expectBilled, expectNoMeteringErrors, expectNothingBilled, expectOnlyBilled } from './test-kit-assertions';
 export {
   DEDUP_WINDOW_MS,
   DEFAULT_CUSTOMER_PAYLOAD_KEY,
@@ -36,6 +39,8 @@ export type {
   HeldRequests,
   HostKind,
   LoggedRequest,
+  BilledTotalsSource,
+  ExpectedTotals,
   ManualClock,
   MeterDefinition,
   MeterEventBody,
@@ -48,7 +53,9 @@ export type {
   MeterTotals,
   OutageOptions,
   RateLimitOptions,
+  RecordedMeteringError,
   RejectedEventRecord,
   ResetFault,
   SyncErrorCode,
+  TestReporterOptions,
 } from './types';

@@ -1,4 +1,5 @@
 // Public types of @metered/testing: the fake's options, its handle, and the records it exposes to tests.
+import type { MeterError, MeterEvent, PayloadKeys } from '@metered/core';
 
 /** How a meter aggregates the values of its events (Stripe's `default_aggregation.formula`). */
 export type MeterFormula = 'sum' | 'count' | 'last';
@@ -505,3 +506,38 @@ export interface ManualClock {
   /** Sets the clock. */
   set(epochMs: number): void;
 }
+
+// ---- the test kit (createTestReporter and the billing assertions) ----
+
+/** Options of `createTestReporter(options?)`. */
+export interface TestReporterOptions {
+  /**
+   * The meter's payload keys, checked as a real reporter checks them (a dimension may not reuse them).
+   * @default { customer: 'stripe_customer_id', value: 'value' }
+   */
+  payloadKeys?: PayloadKeys;
+  /**
+   * The clock behind the timestamp window (35 days back, 5 minutes ahead) and `cancel()`'s `created`.
+   * @default Date.now
+   */
+  now?: () => number;
+  /**
+   * Called with each error handed to `handleError()`, after it is recorded (a throwing hook is ignored).
+   * @default undefined (recorded only; read them with `errors()`)
+   */
+  onError?: (error: MeterError, events: readonly MeterEvent[]) => void;
+}
+
+/** An error a test reporter was handed by `handleError()`, with the events it concerns (often none). */
+export interface RecordedMeteringError {
+  readonly error: MeterError;
+  readonly events: readonly MeterEvent[];
+}
+
+/** Where the billing assertions read totals from: a test reporter or a fake Stripe. */
+export interface BilledTotalsSource {
+  totals(): MeterTotals<number>;
+}
+
+/** Totals a test expects: `expected[customer][eventName]`. */
+export type ExpectedTotals = Readonly<Record<string, Readonly<Record<string, number>>>>;
