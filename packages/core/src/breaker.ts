@@ -30,10 +30,14 @@ export class CredentialBreaker {
     return this.#open;
   }
 
-  /** Stripe refused the key again (or for the first time); returns true when this call opened the breaker. */
-  refused(): boolean {
-    this.#probing = false;
+  /**
+   * Stripe refused the key: opens the breaker, or after a refused probe doubles the interval (other
+   * requests of the first wave, sent before it opened, change nothing). True when this call opened it.
+   */
+  refused(probe: boolean): boolean {
     const opened = !this.#open;
+    if (!opened && !probe) return false;
+    this.#probing = false;
     this.#intervalMs = opened ? BREAKER_FIRST_PROBE_MS : Math.min(BREAKER_MAX_PROBE_MS, this.#intervalMs * 2);
     this.#open = true;
     this.#probeAt = this.now() + this.#intervalMs;

@@ -539,7 +539,7 @@ export class MeterReporter {
         const kind = classifyFailure(error);
         if (kind === 'unauthorized') {
           // onError hears of it once per opening, with no events: they stay queued for when the key works.
-          if (this.breaker.refused()) this.handleError(error as MeterUnauthorizedError);
+          if (this.breaker.refused(probe)) this.handleError(error as MeterUnauthorizedError);
           if (!holdOnRefusedKey) return { ok: false, error, attempts, aborted: false };
           this.retries += 1;
           continue;
