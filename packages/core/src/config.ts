@@ -1,6 +1,7 @@
 // Options are parsed once, here, into a frozen resolved config; every default is named below.
 import type { Dispatcher } from 'undici';
 import { MeterConfigError } from './errors';
+import { registerSecret } from './redact';
 import type { MeterError } from './errors';
 import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy } from './types';
 
@@ -35,17 +36,26 @@ export const DEFAULT_MAX_ELAPSED_MS = 3_600_000;
 export const DEFAULT_CUSTOMER_KEY = 'stripe_customer_id';
 export const DEFAULT_VALUE_KEY = 'value';
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-/** A session is renewed this long before Stripe's `expires_at`, so no request races the expiry. */
 /**
  * How long a plain `flush()` waits: a minute covers several retries of every batch through a short
  * blip, and no script or deploy hangs on an outage; what is still pending stays queued and retried.
  */
 export const DEFAULT_FLUSH_TIMEOUT_MS = 60_000;
+/** A session is renewed this long before Stripe's `expires_at`, so no request races the expiry. */
 export const SESSION_REFRESH_MARGIN_MS = 60_000;
+/** The longest delay a Node timer takes (2^31 − 1 ms, ~24.8 days): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Stripe deduplicates identifiers for 24 h. A batch still being retried after that could be counted twice
+ * (its first attempt may have arrived), so no retry budget may reach it.
+ */
+export const MAX_RETRY_ELAPSED_MS = 24 * 60 * 60 * 1000;
 
 const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_-]+$/;
 const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'reject'];
 const MODES: readonly DeliveryMode[] = ['stream', 'direct'];
+const KNOWN_RETRY_OPTIONS = new Set<string>(['maxAttempts', 'initialDelayMs', 'maxDelayMs', 'maxElapsedMs']);
+const KNOWN_PAYLOAD_KEYS = new Set<string>(['customer', 'value']);
 const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
@@ -101,10 +111,10 @@ function positiveInt(option: string, value: unknown, fallback: number, max = Num
   return value;
 }
 
-function nonNegativeInt(option: string, value: unknown, fallback: number): number {
+function nonNegativeInt(option: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new MeterConfigError(option, `must be an integer of 0 or more, got ${show(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new MeterConfigError(option, `must be an integer from 0 to ${max}, got ${show(value)}`);
   }
   return value;
 }
@@ -168,24 +178,26 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     throw new MeterConfigError('apiKey', 'must be a Stripe secret key (sk_test_…, sk_live_…) or restricted key (rk_test_…, rk_live_…); publishable keys (pk_…) cannot send meter events');
   }
   const livemode = keyMatch[2] === 'live';
+  // Redacted literally wherever it appears, whatever it is glued to: the pattern alone needs word boundaries.
+  registerSecret(apiKey);
   const mode = oneOf('mode', options.mode, MODES, DEFAULT_MODE);
 
   const maxBatchSize = positiveInt('maxBatchSize', options.maxBatchSize, MAX_STREAM_BATCH, MAX_STREAM_BATCH);
   const defaultRps = !livemode ? DEFAULT_TEST_MODE_RPS : mode === 'stream' ? DEFAULT_LIVE_STREAM_RPS : DEFAULT_LIVE_DIRECT_RPS;
 
   const retry = options.retry ?? {};
-  if (typeof retry !== 'object' || retry === null) throw new MeterConfigError('retry', 'must be an object');
+  checkOptionKeys(retry, 'retry', KNOWN_RETRY_OPTIONS, (shown) => `must be an object, got ${shown}`);
   const payloadKeys = options.payloadKeys ?? {};
-  if (typeof payloadKeys !== 'object' || payloadKeys === null) throw new MeterConfigError('payloadKeys', 'must be an object');
+  checkOptionKeys(payloadKeys, 'payloadKeys', KNOWN_PAYLOAD_KEYS, (shown) => `must be an object, got ${shown}`);
   const customerKey = payloadKey('payloadKeys.customer', payloadKeys.customer, DEFAULT_CUSTOMER_KEY);
   const valueKey = payloadKey('payloadKeys.value', payloadKeys.value, DEFAULT_VALUE_KEY);
   if (customerKey === valueKey) throw new MeterConfigError('payloadKeys', 'customer and value must be different keys');
 
   const resolvedRetry = Object.freeze({
     maxAttempts: positiveInt('retry.maxAttempts', retry.maxAttempts, DEFAULT_MAX_ATTEMPTS, 1000),
-    initialDelayMs: nonNegativeInt('retry.initialDelayMs', retry.initialDelayMs, DEFAULT_INITIAL_DELAY_MS),
-    maxDelayMs: nonNegativeInt('retry.maxDelayMs', retry.maxDelayMs, DEFAULT_MAX_DELAY_MS),
-    maxElapsedMs: nonNegativeInt('retry.maxElapsedMs', retry.maxElapsedMs, DEFAULT_MAX_ELAPSED_MS),
+    initialDelayMs: nonNegativeInt('retry.initialDelayMs', retry.initialDelayMs, DEFAULT_INITIAL_DELAY_MS, MAX_TIMER_MS),
+    maxDelayMs: nonNegativeInt('retry.maxDelayMs', retry.maxDelayMs, DEFAULT_MAX_DELAY_MS, MAX_TIMER_MS),
+    maxElapsedMs: nonNegativeInt('retry.maxElapsedMs', retry.maxElapsedMs, DEFAULT_MAX_ELAPSED_MS, MAX_RETRY_ELAPSED_MS),
   });
   if (resolvedRetry.maxDelayMs < resolvedRetry.initialDelayMs) {
     throw new MeterConfigError('retry.maxDelayMs', `must be at least retry.initialDelayMs (${resolvedRetry.initialDelayMs})`);
@@ -211,12 +223,12 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     meterEventsOrigin: origin('meterEventsBaseUrl', options.meterEventsBaseUrl, DEFAULT_METER_EVENTS_BASE_URL),
     stripeVersion: options.stripeVersion ?? DEFAULT_STRIPE_VERSION,
     maxBatchSize: mode === 'direct' ? 1 : maxBatchSize,
-    flushIntervalMs: positiveInt('flushIntervalMs', options.flushIntervalMs, DEFAULT_FLUSH_INTERVAL_MS),
+    flushIntervalMs: positiveInt('flushIntervalMs', options.flushIntervalMs, DEFAULT_FLUSH_INTERVAL_MS, MAX_TIMER_MS),
     maxQueueSize: positiveInt('maxQueueSize', options.maxQueueSize, DEFAULT_MAX_QUEUE_SIZE),
     overflow: oneOf('overflow', options.overflow, OVERFLOW_POLICIES, DEFAULT_OVERFLOW),
     maxRequestsPerSecond: positiveNumber('maxRequestsPerSecond', options.maxRequestsPerSecond, defaultRps),
     concurrency: positiveInt('concurrency', options.concurrency, mode === 'stream' ? DEFAULT_STREAM_CONCURRENCY : DEFAULT_DIRECT_CONCURRENCY, 1024),
-    requestTimeoutMs: positiveInt('requestTimeoutMs', options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS),
+    requestTimeoutMs: positiveInt('requestTimeoutMs', options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, MAX_TIMER_MS),
     retry: resolvedRetry,
     customerKey,
     valueKey,

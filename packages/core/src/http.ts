@@ -12,6 +12,38 @@ const { version: PACKAGE_VERSION } = require('../package.json') as { version: st
 export const USER_AGENT = `@metered/core/${PACKAGE_VERSION} (node ${process.version})`;
 
 const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+/**
+ * The most of a response body read. Stripe's answers here are under a few KB; a larger body (a hostile or
+ * broken proxy) is cut off rather than buffered, and what was read is parsed as far as it goes.
+ */
+export const MAX_RESPONSE_BYTES = 256 * 1024;
+
+/** A request that did not complete within `requestTimeoutMs`, headers and body together; retriable like a network timeout. */
+export class RequestTimeoutError extends Error {
+  override readonly name = 'RequestTimeoutError';
+  /** The code retry policy and users read, the same as a socket timeout's. */
+  readonly code = 'ETIMEDOUT';
+  constructor(timeoutMs: number) {
+    super(`Stripe did not answer within requestTimeoutMs (${timeoutMs} ms, headers and body together)`);
+  }
+}
+
+/** Reads a body as text, at most `max` bytes of it; the rest is discarded and the stream destroyed. */
+async function readText(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    const room = max - size;
+    if (chunk.length >= room) {
+      chunks.push(chunk.subarray(0, room));
+      body.destroy();
+      break;
+    }
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  return chunks.length === 0 ? '' : Buffer.concat(chunks).toString('utf8');
+}
 
 export interface PostOptions {
   /** The bearer credential: the secret key, or a stream session token. */
@@ -57,22 +89,45 @@ export class StripeHttp {
     };
   }
 
-  /** POSTs JSON and returns the parsed answer; throws `StripeApiError` on any non-2xx status. */
+  /**
+   * POSTs JSON and returns the parsed answer; throws `StripeApiError` on any non-2xx status, and
+   * `RequestTimeoutError` when the whole exchange outlasts `requestTimeoutMs`.
+   */
   async post(origin: string, path: string, options: PostOptions): Promise<unknown> {
     await this.observer.beforeRequest(options.signal);
     const headers: Record<string, string> = { ...this.baseHeaders, authorization: `Bearer ${options.bearer}` };
     if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
-    const response = await this.dispatcher.request({
-      origin,
-      path,
-      method: 'POST',
-      headers,
-      body: options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
-      headersTimeout: this.config.requestTimeoutMs,
-      bodyTimeout: this.config.requestTimeoutMs,
-      signal: options.signal,
-    });
-    const text = await response.body.text();
+    // undici's bodyTimeout is an idle timeout: a body dripping a byte every few seconds never trips it
+    // and holds a connection for ever. One deadline covers the whole exchange. A listener on the caller's
+    // signal, removed in finally, rather than AbortSignal.any(), whose dependants a long-lived signal keeps.
+    const { requestTimeoutMs } = this.config;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), requestTimeoutMs).unref();
+    const outer = options.signal;
+    const forward = (): void => deadline.abort();
+    if (outer?.aborted === true) deadline.abort();
+    else outer?.addEventListener('abort', forward, { once: true });
+    let response: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await this.dispatcher.request({
+        origin,
+        path,
+        method: 'POST',
+        headers,
+        body: options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
+        headersTimeout: requestTimeoutMs,
+        bodyTimeout: requestTimeoutMs,
+        signal: deadline.signal,
+      });
+      text = await readText(response.body, MAX_RESPONSE_BYTES);
+    } catch (error) {
+      if (deadline.signal.aborted && outer?.aborted !== true) throw new RequestTimeoutError(requestTimeoutMs);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', forward);
+    }
     const retryAfter = parseRetryAfter(header(response.headers, 'retry-after'));
     this.observer.afterResponse(response.statusCode, retryAfter);
     let parsed: unknown;

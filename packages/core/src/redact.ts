@@ -1,5 +1,7 @@
 // Keeps API keys and session tokens out of every message metered writes.
-const SECRET_PATTERN = /\b(?:sk|rk|ek)_(?:test|live)_[A-Za-z0-9_-]+/g;
+// No leading word boundary: a key glued to a word (`apikey_sk_test_…`) must not escape. Over-matching a word
+// that merely contains `sk_test_` costs a redacted word in a message, never a leaked key.
+const SECRET_PATTERN = /(?:sk|rk|ek)_(?:test|live)_[A-Za-z0-9_-]+/g;
 const BEARER_PATTERN = /\b(Bearer\s+)[^\s"',]+/gi;
 const extraSecrets = new Set<string>();
 

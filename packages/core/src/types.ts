@@ -159,7 +159,8 @@ export interface MeterReporterOptions {
    */
   concurrency?: number;
   /**
-   * Time allowed for Stripe's response headers, and again for its body.
+   * Time allowed for one request to Stripe, from sending it to the last byte of the answer (a body that
+   * drips slowly is cut off too); a timed-out request is retried like a network failure. At most 2^31 − 1.
    * @default 10000
    */
   requestTimeoutMs?: number;

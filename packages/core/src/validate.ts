@@ -5,8 +5,27 @@ import { MeterValidationError } from './errors';
 export const MAX_EVENT_AGE_MS = 35 * 24 * 60 * 60 * 1000;
 /** …and at most 5 minutes ahead. */
 export const MAX_EVENT_LEAD_MS = 5 * 60 * 1000;
+/**
+ * An event this close to Stripe's 35-day limit is refused by report() and, when it ages past it while
+ * waiting, dropped as expired rather than sent to be refused: a minute of slack for clock skew and transit.
+ */
+export const EXPIRY_MARGIN_MS = 60_000;
 /** Event names and identifiers are 1–100 characters. */
 export const MAX_NAME_LENGTH = 100;
+/** Stripe customer ids are short (`cus_` and ~14 characters); this bounds what a resolver bug can put in an event. */
+export const MAX_CUSTOMER_ID_LENGTH = 255;
+/** Dimension keys per event. */
+export const MAX_DIMENSIONS = 50;
+/** A dimension key's length, as a payload key of Stripe's. */
+export const MAX_DIMENSION_KEY_LENGTH = 100;
+/** A dimension value's length. */
+export const MAX_DIMENSION_VALUE_LENGTH = 1000;
+/**
+ * The most bytes one event's dimensions may take, JSON-encoded. With everything else an event carries
+ * (under 1 KB), 100 events stay under 1 MiB, the body size the fake (and any sane proxy) accepts: one
+ * large event can never make a batch of 100 too large to send.
+ */
+export const MAX_DIMENSIONS_BYTES = 9000;
 /** Stripe's limit on a value's significant digits. */
 export const MAX_SIGNIFICANT_DIGITS = 15;
 
@@ -89,8 +108,13 @@ export function normalizeTimestamp(timestamp: unknown, now: number): number {
   if (!Number.isFinite(ms)) {
     throw new MeterValidationError('ERR_METER_INVALID_TIMESTAMP', 'timestamp', 'must be a valid date');
   }
-  if (ms < now - MAX_EVENT_AGE_MS) {
-    throw new MeterValidationError('ERR_METER_INVALID_TIMESTAMP', 'timestamp', `must be within the past 35 days, got ${new Date(ms).toISOString()}`);
+  // Refused up to EXPIRY_MARGIN_MS early: an event accepted here must not be dropped as expired a moment later.
+  if (ms < now - MAX_EVENT_AGE_MS + EXPIRY_MARGIN_MS) {
+    throw new MeterValidationError(
+      'ERR_METER_INVALID_TIMESTAMP',
+      'timestamp',
+      `must be within the past 35 days (less ${EXPIRY_MARGIN_MS / 1000} s of margin), got ${new Date(ms).toISOString()}`,
+    );
   }
   if (ms > now + MAX_EVENT_LEAD_MS) {
     throw new MeterValidationError('ERR_METER_INVALID_TIMESTAMP', 'timestamp', `must be at most 5 minutes in the future, got ${new Date(ms).toISOString()}`);
@@ -106,11 +130,36 @@ export function checkEventName(eventName: unknown): string {
   return eventName;
 }
 
-/** A customer id: a non-empty string without surrounding white space. */
+// Past ASCII: every character String.prototype.trim() removes (WhiteSpace and LineTerminator), and DEL and the C1 controls.
+const SPACE_OR_CONTROL = /[\s\u007f-\u009f]/;
+
+/** Whether a character code may open or close a customer id: printable ASCII but the space, or anything past it that is not white space or a control. */
+function isEdgeOk(code: number): boolean {
+  if (code > 32 && code < 127) return true;
+  return code >= 127 && !SPACE_OR_CONTROL.test(String.fromCharCode(code));
+}
+
+/** A customer id: 1–255 characters, no white space (Unicode's included) at either end, no control characters. */
 export function checkCustomerId(customerId: unknown): string {
-  // Char codes instead of trim(): no allocation on the hot path.
-  if (typeof customerId !== 'string' || customerId.length === 0 || customerId.charCodeAt(0) <= 32 || customerId.charCodeAt(customerId.length - 1) <= 32) {
-    throw new MeterValidationError('ERR_METER_INVALID_CUSTOMER', 'customerId', 'must be a non-empty string without surrounding white space');
+  // Char codes at the ends instead of trim(): no allocation on the hot path, where ids are plain ASCII.
+  if (
+    typeof customerId !== 'string' ||
+    customerId.length === 0 ||
+    customerId.length > MAX_CUSTOMER_ID_LENGTH ||
+    !isEdgeOk(customerId.charCodeAt(0)) ||
+    !isEdgeOk(customerId.charCodeAt(customerId.length - 1))
+  ) {
+    throw new MeterValidationError(
+      'ERR_METER_INVALID_CUSTOMER',
+      'customerId',
+      `must be a string of 1–${MAX_CUSTOMER_ID_LENGTH} characters without white space at either end (a Stripe customer id such as cus_…)`,
+    );
+  }
+  for (let i = 1; i < customerId.length - 1; i += 1) {
+    const code = customerId.charCodeAt(i);
+    if (code < 32 || (code >= 127 && code <= 159)) {
+      throw new MeterValidationError('ERR_METER_INVALID_CUSTOMER', 'customerId', `must not contain control characters (found U+${code.toString(16).padStart(4, '0')})`);
+    }
   }
   return customerId;
 }
@@ -123,7 +172,15 @@ export function checkIdentifier(identifier: unknown): string {
   return identifier;
 }
 
-/** Dimensions: string values under keys that do not clash with the customer and value keys. */
+function dimensionsError(field: string, rule: string): MeterValidationError {
+  return new MeterValidationError('ERR_METER_INVALID_DIMENSIONS', field, rule);
+}
+
+/**
+ * Dimensions: string values under keys that do not clash with the customer and value keys, bounded in
+ * count and size. Returns a frozen copy: the caller's object may change after report() returns, and
+ * what is sent must be what was validated.
+ */
 export function checkDimensions(
   dimensions: unknown,
   customerKey: string,
@@ -131,15 +188,31 @@ export function checkDimensions(
 ): Readonly<Record<string, string>> | undefined {
   if (dimensions === undefined) return undefined;
   if (dimensions === null || typeof dimensions !== 'object' || Array.isArray(dimensions)) {
-    throw new MeterValidationError('ERR_METER_INVALID_DIMENSIONS', 'dimensions', 'must be an object of string values');
+    throw dimensionsError('dimensions', 'must be an object of string values');
   }
-  for (const [key, val] of Object.entries(dimensions)) {
+  const entries = Object.entries(dimensions);
+  if (entries.length > MAX_DIMENSIONS) throw dimensionsError('dimensions', `must have at most ${MAX_DIMENSIONS} keys, got ${entries.length}`);
+  // A prototype-less copy: a key such as "__proto__" stays a plain key.
+  const copy = Object.create(null) as Record<string, string>;
+  let bytes = 2;
+  for (const [key, val] of entries) {
+    const field = `dimensions.${key.slice(0, MAX_DIMENSION_KEY_LENGTH)}`;
+    if (key.length === 0 || key.length > MAX_DIMENSION_KEY_LENGTH) {
+      throw dimensionsError(field, `keys must be 1–${MAX_DIMENSION_KEY_LENGTH} characters, got ${key.length}`);
+    }
     if (key === customerKey || key === valueKey) {
-      throw new MeterValidationError('ERR_METER_INVALID_DIMENSIONS', `dimensions.${key}`, `must not reuse the meter's ${key === customerKey ? 'customer' : 'value'} payload key`);
+      throw dimensionsError(field, `must not reuse the meter's ${key === customerKey ? 'customer' : 'value'} payload key`);
     }
-    if (typeof val !== 'string') {
-      throw new MeterValidationError('ERR_METER_INVALID_DIMENSIONS', `dimensions.${key}`, `must be a string, got ${typeof val}`);
+    if (typeof val !== 'string') throw dimensionsError(field, `must be a string, got ${typeof val}`);
+    if (val.length > MAX_DIMENSION_VALUE_LENGTH) {
+      throw dimensionsError(field, `must be at most ${MAX_DIMENSION_VALUE_LENGTH} characters, got ${val.length}`);
     }
+    copy[key] = val;
+    // Key and value as JSON writes them, with the quotes, colon and comma around them.
+    bytes += Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(val)) + 2;
   }
-  return dimensions as Readonly<Record<string, string>>;
+  if (bytes > MAX_DIMENSIONS_BYTES) {
+    throw dimensionsError('dimensions', `must take at most ${MAX_DIMENSIONS_BYTES} bytes as JSON (one event must never make its batch too large to send), got ${bytes}`);
+  }
+  return Object.freeze(copy);
 }

@@ -14,7 +14,10 @@ export {
 // A handler sets its own request's value or event name (tokens known only at the end), or opts out.
 export { setRequestUsage, skipRequestMetering, MeterReporter, MeterAdapterError, MeterConfigError } from '@metered/core';
 export type {
+  MeteringMiddlewareOptions,
   MeterUsageOptions,
+  MeteredRequest,
+  MeteredUser,
   RouteMeteringOptions,
   MeteringMiddleware,
   MeteringStats,

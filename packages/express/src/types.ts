@@ -5,23 +5,36 @@ import type { NextFunction, Request, Response } from 'express';
 /** A usage amount as core accepts it: a positive integer as a number, bigint or string of digits. */
 export type MeterValue = number | bigint | string;
 
+/**
+ * The authenticated user as metering reads it: the default customer is `req.user.stripeCustomerId`.
+ * Add your own fields with module augmentation, and they are typed in every resolver:
+ * `declare module '@metered/express' { interface MeteredUser { plan: 'free' | 'pro' } }`.
+ */
+export interface MeteredUser {
+  /** The Stripe customer (`cus_…`) who pays for this user's requests. */
+  stripeCustomerId?: string;
+}
+
+/** An Express request as metering's resolvers see it: `req.user` is a `MeteredUser`. */
+export type MeteredRequest = Request & { user?: MeteredUser };
+
 /** Picks the meter's `event_name` for a request. */
-export type EventNameResolver = (req: Request, res: Response) => string;
+export type EventNameResolver = (req: MeteredRequest, res: Response) => string;
 
 /** Picks the amount billed for a request; runs after the response has finished. */
-export type ValueResolver = (req: Request, res: Response) => MeterValue | Promise<MeterValue>;
+export type ValueResolver = (req: MeteredRequest, res: Response) => MeterValue | Promise<MeterValue>;
 
 /** Picks the Stripe customer (`cus_…`) who pays for a request; runs after the response has finished. */
-export type CustomerResolver = (req: Request, res: Response) => string | undefined | Promise<string | undefined>;
+export type CustomerResolver = (req: MeteredRequest, res: Response) => string | undefined | Promise<string | undefined>;
 
 /** Decides whether a request counts; runs after the response has finished. */
-export type BillIf = (req: Request, res: Response) => boolean;
+export type BillIf = (req: MeteredRequest, res: Response) => boolean;
 
 /** Where a request's meter event identifier comes from. */
 export type IdentifierSource = 'generated' | 'idempotency-key';
 
 /** Options of `meterUsage(options)`. */
-export interface MeterUsageOptions {
+export interface MeteringMiddlewareOptions {
   /**
    * The reporter that delivers events, or options to create one (the middleware then owns it and
    * `middleware.close()` closes it).
@@ -87,6 +100,12 @@ export interface MeterUsageOptions {
    */
   resolveTimeoutMs?: number;
 }
+
+/**
+ * The old name of `MeteringMiddlewareOptions`.
+ * @deprecated Use `MeteringMiddlewareOptions` (`@metered/nestjs` has its own, different, `MeterUsageOptions`).
+ */
+export type MeterUsageOptions = MeteringMiddlewareOptions;
 
 /** Per-route overrides, given to `meterRoute(options)`. */
 export interface RouteMeteringOptions {
