@@ -2,7 +2,7 @@
 import http from 'node:http';
 import type { Server } from 'node:http';
 import { setRequestUsage } from '@metered/express';
-import type { MeteringMiddleware, MeterUsageOptions } from '@metered/express';
+import type { MeteringMiddleware, MeteringMiddlewareOptions } from '@metered/express';
 import type { Request, Response } from 'express';
 import onFinished from 'on-finished';
 import { ALICE, EXPRESS_VERSIONS, billed, buildApp, deferred, portOf, useMeteringSuite } from './helpers';
@@ -35,7 +35,7 @@ describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
    * resolves (by default: as soon as the handler has the request).
    */
   async function clientLeaves(
-    options: Partial<MeterUsageOptions>,
+    options: Partial<MeteringMiddlewareOptions>,
     handler: (req: Request, res: Response, release: Promise<void>) => void,
     leaveWhen: (response: Promise<http.IncomingMessage>, arrived: Promise<void>) => Promise<unknown> = (_response, arrived) => arrived,
   ): Promise<Scenario> {

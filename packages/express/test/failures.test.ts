@@ -1,7 +1,7 @@
 // A metering failure never reaches the response: it lands in onError as ERR_METER_ADAPTER, and the response is untouched.
 import { MeterError } from '@metered/core';
 import { meterUsage } from '@metered/express';
-import type { MeterUsageOptions } from '@metered/express';
+import type { MeteringMiddlewareOptions } from '@metered/express';
 import type { Express } from 'express';
 import request from 'supertest';
 import { ALICE, EXPRESS_VERSIONS, billed, buildApp, reporterFor, useMeteringSuite } from './helpers';
@@ -27,7 +27,7 @@ describe.each(EXPRESS_VERSIONS)('metering failures on %s', (_name, express) => {
     return buildApp(express);
   }
 
-  const BROKEN: ReadonlyArray<readonly [string, Partial<MeterUsageOptions>, RegExp]> = [
+  const BROKEN: ReadonlyArray<readonly [string, Partial<MeteringMiddlewareOptions>, RegExp]> = [
     ['a customer resolver that throws', { customer: () => { throw new Error('session store down'); } }, /customer resolver failed: session store down/],
     ['a customer resolver that rejects', { customer: () => Promise.reject(new Error('lookup failed')) }, /customer resolver failed: lookup failed/],
     ['a customer resolver that returns a number', { customer: () => 42 as unknown as string }, /customer resolver failed: returned number/],

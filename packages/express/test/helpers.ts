@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { MeterReporter, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterReporterOptions } from '@metered/core';
 import { meterUsage, skipMetering } from '@metered/express';
-import type { MeteringMiddleware, MeterUsageOptions } from '@metered/express';
+import type { MeteringMiddleware, MeteringMiddlewareOptions } from '@metered/express';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import express5 from 'express';
@@ -41,7 +41,7 @@ export interface MeteringSuite {
   /** Started before the suite's tests, reset before each, closed after the last. */
   readonly fake: FakeStripe;
   /** `meterUsage()` over a reporter aimed at the fake; the reporter is closed after the test. */
-  meter(options?: Partial<MeterUsageOptions>): MeteringMiddleware;
+  meter(options?: Partial<MeteringMiddlewareOptions>): MeteringMiddleware;
   /** Closes `mw`'s reporter after the test (for middleware made with a reporter of the test's own). */
   closeAfterTest(mw: MeteringMiddleware): MeteringMiddleware;
 }

@@ -1,7 +1,7 @@
 // Options are checked once, at creation: a bad one throws MeterConfigError naming it; an owned reporter is closed by close().
 import { MeterConfigError } from '@metered/core';
 import { DEFAULT_EVENT_NAME, meterRoute, meterUsage } from '@metered/express';
-import type { MeterUsageOptions } from '@metered/express';
+import type { MeteringMiddlewareOptions } from '@metered/express';
 import express from 'express';
 import request from 'supertest';
 import { ALICE, billed, buildApp, reporterFor, reporterOptionsFor, useMeteringSuite } from './helpers';
@@ -42,8 +42,8 @@ describe('meterUsage options', () => {
   });
 
   it('requires a reporter', () => {
-    expect(() => meterUsage({} as MeterUsageOptions)).toThrow(/Invalid option "reporter": is required/);
-    expect(() => meterUsage(undefined as unknown as MeterUsageOptions)).toThrow(MeterConfigError);
+    expect(() => meterUsage({} as MeteringMiddlewareOptions)).toThrow(/Invalid option "reporter": is required/);
+    expect(() => meterUsage(undefined as unknown as MeteringMiddlewareOptions)).toThrow(MeterConfigError);
   });
 
   it('rejects an idempotencyKeyHeader that would never be read', () => {

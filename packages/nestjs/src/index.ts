@@ -13,6 +13,7 @@ export type {
   MeteringOptionsFactory,
   MeteringOutcome,
   MeterUsageOptions,
+  MeterUsageRouteOptions,
   MeterValue,
   ValueResolver,
 } from './types';

@@ -3,7 +3,7 @@ import { MeterConfigError } from '@metered/core';
 import { SetMetadata } from '@nestjs/common';
 import { METER_USAGE_METADATA, SKIP_METERING_METADATA } from './metering.constants';
 import { checkEventName, checkValue } from './metering.options';
-import type { MeterUsageOptions, MeterValue, ValueResolver } from './types';
+import type { MeterUsageRouteOptions, MeterValue, ValueResolver } from './types';
 
 /** What `@MeterUsage()` records on a route or controller. */
 export interface RouteMetering {
@@ -42,15 +42,15 @@ function checkDimensions(value: unknown): Readonly<Record<string, string>> | und
  * complete(@Body() body: CompletionRequest): Promise<Completion> { … }
  * ```
  */
-export function MeterUsage<TResult = unknown>(eventName?: string, options?: MeterUsageOptions<TResult>): ClassOrMethodDecorator;
-export function MeterUsage<TResult = unknown>(options: MeterUsageOptions<TResult>): ClassOrMethodDecorator;
+export function MeterUsage<TResult = unknown>(eventName?: string, options?: MeterUsageRouteOptions<TResult>): ClassOrMethodDecorator;
+export function MeterUsage<TResult = unknown>(options: MeterUsageRouteOptions<TResult>): ClassOrMethodDecorator;
 export function MeterUsage<TResult = unknown>(
-  eventNameOrOptions?: string | MeterUsageOptions<TResult>,
-  maybeOptions?: MeterUsageOptions<TResult>,
+  eventNameOrOptions?: string | MeterUsageRouteOptions<TResult>,
+  maybeOptions?: MeterUsageRouteOptions<TResult>,
 ): ClassOrMethodDecorator {
   const named = typeof eventNameOrOptions === 'string' || eventNameOrOptions === undefined;
   const eventName = named ? eventNameOrOptions : undefined;
-  const options: MeterUsageOptions<TResult> = (named ? maybeOptions : eventNameOrOptions) ?? {};
+  const options: MeterUsageRouteOptions<TResult> = (named ? maybeOptions : eventNameOrOptions) ?? {};
   // Checked when the class is declared, so a bad route fails at startup rather than on each request.
   if (typeof options !== 'object' || options === null) throw new MeterConfigError('@MeterUsage.options', 'must be an object with value and/or dimensions');
   for (const key of Object.keys(options)) {

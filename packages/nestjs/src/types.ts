@@ -134,8 +134,8 @@ export interface MeteringModuleAsyncOptions extends Pick<ModuleMetadata, 'import
   useExisting?: InjectionToken<MeteringOptionsFactory>;
 }
 
-/** Options of `@MeterUsage(eventName, options)`. */
-export interface MeterUsageOptions<TResult = unknown> {
+/** Options of `@MeterUsage(eventName, options)`: how one route (or every route of a controller) is billed. */
+export interface MeterUsageRouteOptions<TResult = unknown> {
   /**
    * How much one request uses: a positive integer, or a (possibly async) function of the execution
    * context and the handler's result. A value of 0 bills nothing. A handler's
@@ -149,3 +149,9 @@ export interface MeterUsageOptions<TResult = unknown> {
    */
   dimensions?: Readonly<Record<string, string>>;
 }
+
+/**
+ * The old name of `MeterUsageRouteOptions`.
+ * @deprecated Use `MeterUsageRouteOptions` (`@metered/express` has its own, different, `MeterUsageOptions`).
+ */
+export type MeterUsageOptions<TResult = unknown> = MeterUsageRouteOptions<TResult>;
