@@ -18,7 +18,8 @@ const run = promisify(execFile);
 
 /**
  * `npm pack` of every package into `destination`; resolves with `{ '@metered/core': '/abs/metered-core-0.1.0.tgz', … }`.
- * Throws when a tarball lacks a required file, ships a map without its sources, or its LICENSE differs from the root's.
+ * Throws when a tarball lacks a required file, refers to a map it does not ship, ships a map without its
+ * sources, or carries a LICENSE that differs from the root's.
  */
 export async function packAll(destination) {
   fs.mkdirSync(destination, { recursive: true });
@@ -41,6 +42,12 @@ export async function packAll(destination) {
     const packageDir = path.join(REPO_ROOT, 'packages', short);
     if (fs.existsSync(path.join(packageDir, 'LICENSE')) && fs.readFileSync(path.join(packageDir, 'LICENSE'), 'utf8') !== license) {
       problems.push(`${entry.name}: LICENSE differs from the repository's`);
+    }
+    // A map comment must not point at a file the tarball lacks, and a shipped map must carry its sources (src/ is not shipped).
+    for (const script of [...files].filter((file) => file.endsWith('.js'))) {
+      const comment = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(fs.readFileSync(path.join(packageDir, script), 'utf8'));
+      const map = comment && !comment[1].startsWith('data:') ? path.posix.join(path.posix.dirname(script), comment[1]) : undefined;
+      if (map !== undefined && !files.has(map)) problems.push(`${entry.name}: ${script} points at ${map}, which is not shipped`);
     }
     for (const map of [...files].filter((file) => file.endsWith('.map'))) {
       const parsed = JSON.parse(fs.readFileSync(path.join(packageDir, map), 'utf8'));
