@@ -1,6 +1,7 @@
 // @metered/express public API: an explicit list, nothing internal re-exported.
 export { meterUsage } from './meter-usage';
 export { meterRoute, skipMetering } from './route';
+export { closeOnSignal, DEFAULT_SHUTDOWN_SIGNALS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_SHUTDOWN_CLOSE_TIMEOUT_MS } from './close-on-signal';
 export type { RouteMiddleware } from './route';
 // The defaults every adapter shares, defined once in core.
 export {
@@ -10,6 +11,7 @@ export {
   DEFAULT_IDENTIFIER,
   DEFAULT_IDEMPOTENCY_KEY_HEADER,
   DEFAULT_RESOLVE_TIMEOUT_MS,
+  DEFAULT_ABORT_GRACE_MS,
 } from '@metered/core';
 // A handler sets its own request's value or event name (tokens known only at the end), or opts out.
 export { setRequestUsage, skipRequestMetering, MeterReporter, MeterAdapterError, MeterConfigError } from '@metered/core';
@@ -28,4 +30,7 @@ export type {
   CustomerResolver,
   BillIf,
   IdentifierSource,
+  CloseOnSignalOptions,
+  ShutdownResult,
+  GracefulShutdown,
 } from './types';

@@ -168,3 +168,49 @@ export interface MeteringMiddleware {
    */
   close(options?: CloseOptions): Promise<CloseResult | undefined>;
 }
+
+/** Options of `closeOnSignal(server, metering, options)`. */
+export interface CloseOnSignalOptions {
+  /**
+   * The signals that start the shutdown. A second one, once it has started, gets Node's default
+   * handling (the process ends at once) unless something else listens for it.
+   * @default ['SIGTERM', 'SIGINT']
+   */
+  signals?: readonly NodeJS.Signals[];
+  /**
+   * How long requests in flight may take to finish once the server stops accepting connections;
+   * after it, their connections are closed.
+   * @default 10000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * How long the reporter keeps delivering what is queued (`close({ timeoutMs })`); what is left
+   * then goes to `onDrop` with reason `shutdown`.
+   * @default 10000
+   */
+  closeTimeoutMs?: number;
+  /**
+   * Whether to end the process with `process.exit()` once metering is closed, for apps with other
+   * handles (database pools, intervals) that would keep it alive.
+   * @default false (the process exits by itself once nothing else holds it open)
+   */
+  exit?: boolean;
+}
+
+/** What a graceful shutdown did. */
+export interface ShutdownResult {
+  /** The signal that started it, or undefined when `shutdown()` was called. */
+  readonly signal: NodeJS.Signals | undefined;
+  /** Whether every request in flight finished within `drainTimeoutMs` (false: connections were closed on them). */
+  readonly drained: boolean;
+  /** What closing the reporter delivered, failed and dropped; undefined if closing it failed (reported to `onError`). */
+  readonly metering: CloseResult | undefined;
+}
+
+/** What `closeOnSignal()` returns: the shutdown, to run by hand, and a way to stop listening. */
+export interface GracefulShutdown {
+  /** Runs the shutdown now (or returns the one under way): close the server, then metering. Never rejects. */
+  shutdown(): Promise<ShutdownResult>;
+  /** Stops listening for the signals, without shutting down. */
+  remove(): void;
+}
