@@ -122,6 +122,27 @@ export function finishedWithin(finished: Promise<unknown>, graceMs: number): Pro
 }
 
 /**
+ * How a response ended once its connection closed: `'completed'` if the handler had ended it.
+ * Otherwise its client left, after the headers were sent (`'started'`) or before (`'notStarted'`),
+ * unless the handler still finishes within `graceMs`: `finishedWithinGrace()` (asked only then)
+ * says whether it did. Synchronous unless there is a grace to wait for.
+ *
+ * @example
+ * const ending = endingAtClose(res.writableEnded, res.headersSent, config.abortGraceMs, () => finishedWithin(handlerEnded, config.abortGraceMs));
+ */
+export function endingAtClose(
+  ended: boolean,
+  headersSent: boolean,
+  graceMs: number,
+  finishedWithinGrace: () => Promise<boolean>,
+): ResponseEnding | Promise<ResponseEnding> {
+  if (ended) return 'completed';
+  const started: ResponseEnding = headersSent ? 'started' : 'notStarted';
+  if (graceMs === 0) return started;
+  return finishedWithinGrace().then((finished) => (finished ? 'completed' : started));
+}
+
+/**
  * Hands a failure to meter `request` to the reporter's `onError` as a `MeterAdapterError`
  * ("Could not meter GET /x: <what> failed: <why>"). Never throws.
  */

@@ -25,7 +25,7 @@ export {
 } from './request-metering';
 export type { RequestMeteringState } from './request-metering';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
-export { meterRequest, reportMeteringFailure, finishedWithin } from './adapter-kit';
+export { meterRequest, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
 export type { RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from './adapter-kit';
 export {
   DEFAULT_EVENT_NAME,

@@ -1,5 +1,5 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { MeterAdapterError, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
+import { MeterAdapterError, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 
 interface FakeRequest {
@@ -141,5 +141,18 @@ describe('finishedWithin', () => {
     finish();
     expect(jest.getTimerCount()).toBe(0);
     await expect(finishedWithin(new Promise<void>(() => undefined), 0)).resolves.toBe(false);
+  });
+});
+
+describe('endingAtClose', () => {
+  it('tells a completed response from one cut short after or before its headers, asking about the grace only when there is one', async () => {
+    const never = jest.fn(() => Promise.resolve(true));
+    expect(endingAtClose(true, true, 100, never)).toBe('completed');
+    expect(endingAtClose(false, true, 0, never)).toBe('started');
+    expect(endingAtClose(false, false, 0, never)).toBe('notStarted');
+    expect(never).not.toHaveBeenCalled();
+    await expect(endingAtClose(false, false, 100, () => Promise.resolve(true))).resolves.toBe('completed');
+    await expect(endingAtClose(false, true, 100, () => Promise.resolve(false))).resolves.toBe('started');
+    await expect(endingAtClose(false, false, 100, () => Promise.resolve(false))).resolves.toBe('notStarted');
   });
 });

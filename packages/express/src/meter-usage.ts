@@ -1,5 +1,5 @@
 // meterUsage(): the Express middleware that turns each handled request into one meter event.
-import { claimRequest, finishedWithin, getRequestUsage, meterRequest, reportMeteringFailure } from '@metered/core';
+import { claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, reportMeteringFailure } from '@metered/core';
 import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from '@metered/core';
 import { AsyncResource } from 'node:async_hooks';
 import type { NextFunction, Request, Response } from 'express';
@@ -155,14 +155,10 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
 
   /** How the response ended: by the handler, or by a client that left after or before it started. */
   function endingOf(res: Response): ResponseEnding | Promise<ResponseEnding> {
-    if (res.writableEnded) return 'completed';
-    const started: ResponseEnding = res.headersSent ? 'started' : 'notStarted';
-    if (config.abortGraceMs === 0) return started;
-    // The client left first: work the handler still finishes within the grace is billed as completed.
-    const handler = whenHandlerEnds(res);
-    return finishedWithin(handler.ended, config.abortGraceMs).then((finished) => {
-      handler.stop();
-      return finished ? 'completed' : started;
+    // The client left first: work the handler still ends the response for within the grace is billed as completed.
+    return endingAtClose(res.writableEnded, res.headersSent, config.abortGraceMs, () => {
+      const handler = whenHandlerEnds(res);
+      return finishedWithin(handler.ended, config.abortGraceMs).finally(handler.stop);
     });
   }
 

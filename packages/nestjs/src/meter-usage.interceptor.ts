@@ -1,5 +1,5 @@
 // The global interceptor: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, claimRequest, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -188,14 +188,10 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * billed as completed.
    */
   private async endingOf(ended: boolean, rawResponse: ServerResponse, handler: HandlerOutcome, handlerDone: Promise<void>): Promise<ResponseEnding> {
-    if (ended) {
-      await handlerDone;
-      return 'completed';
-    }
-    const started: ResponseEnding = rawResponse.headersSent ? 'started' : 'notStarted';
-    if (this.config.abortGraceMs === 0) return started;
-    await finishedWithin(handlerDone, this.config.abortGraceMs);
-    return handler.finished ? 'completed' : started;
+    if (ended) await handlerDone;
+    const graceMs = this.config.abortGraceMs;
+    // handlerDone also settles on unsubscribe (Nest drops an SSE stream whose client left): only completing or failing is finishing.
+    return endingAtClose(ended, rawResponse.headersSent, graceMs, () => finishedWithin(handlerDone, graceMs).then(() => handler.finished));
   }
 
   /**
