@@ -23,7 +23,11 @@ export type MeterErrorCode =
   | 'ERR_METER_SPOOL_VERSION'
   | 'ERR_METER_SPOOL_READONLY'
   | 'ERR_METER_SPOOL_FULL'
-  | 'ERR_METER_SPOOL_IO';
+  | 'ERR_METER_SPOOL_IO'
+  | 'ERR_METER_EVENT_REJECTED'
+  | 'ERR_METER_WEBHOOK_SIGNATURE'
+  | 'ERR_METER_WEBHOOK_EVENT'
+  | 'ERR_METER_VERIFY_FAILED';
 
 /** Base class of every error metered throws or reports. */
 export class MeterError extends Error {

@@ -12,7 +12,7 @@ export {
   MeterUnauthorizedError,
 } from './errors';
 export type { MeterErrorCode } from './errors';
-export type { EventStore, QueuedEvent } from './queue';
+export type { EventStore, QueuedEvent } from './store/queue';
 export {
   METERING_STATE,
   claimRequest,
@@ -41,7 +41,7 @@ export { resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilli
 export type { AdapterOptions, AdapterOptionsSpec, ResolvedAdapterOptions, IdentifierSource, MeterValue } from './adapter-options';
 export { redactSecrets } from './redact';
 // Report()'s own checks, for code that takes events without sending them (@metered/testing's reporter).
-export { validateMeterEvent, validateCancellation } from './validate-event';
+export { validateMeterEvent, validateCancellation } from './intake/validate-event';
 export {
   DEFAULT_API_BASE_URL,
   DEFAULT_METER_EVENTS_BASE_URL,
@@ -65,3 +65,31 @@ export type {
   MeterStats,
   MeterEventAdjustment,
 } from './types';
+// Stripe's verdict read back: meter checks, signed meter error webhooks, reconciliation with the ledger.
+export { MeterRejectedEventError, MeterWebhookSignatureError, MeterWebhookError, MeterVerifyError } from './verdict/errors';
+export type { WebhookSignatureFailure } from './verdict/errors';
+export { DEFAULT_WEBHOOK_TOLERANCE_SECONDS, signWebhookPayload, verifyWebhookSignature } from './verdict/webhook-signature';
+export { createMeterErrorWebhook, resolveWebhookSecrets } from './verdict/webhook-handler';
+export { METER_ERROR_EVENT_TYPES } from './verdict/meter-error-events';
+export { reconcile, formatReconcileTable } from './verdict/reconcile';
+export { runCli } from './verdict/cli';
+export type { CliIo } from './verdict/cli';
+export type {
+  StripeConnection,
+  StripeReader,
+  MeterProblemCode,
+  MeterProblem,
+  MeterCheck,
+  VerifyMetersResult,
+  VerifyMetersOptions,
+  VerifyMetersMode,
+  RecentEvent,
+  VerdictReporter,
+  MeterErrorWebhookOptions,
+  MeterErrorWebhook,
+  WebhookAnswer,
+  LedgerSource,
+  ReconcileOptions,
+  ReconcileRow,
+  ReconcileResult,
+} from './verdict/types';

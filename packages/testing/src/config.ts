@@ -39,6 +39,7 @@ export const ENDPOINTS: readonly FakeEndpoint[] = Object.freeze([
   'meter_event_stream',
   'meter_event_adjustments',
   'meters',
+  'events',
 ]);
 
 const FORMULAS: readonly MeterFormula[] = ['sum', 'count', 'last'];
@@ -57,7 +58,11 @@ const KNOWN_OPTIONS = new Set([
   'maxLoggedRequests',
   'logBodies',
   'livemode',
+  'customers',
+  'webhook',
 ]);
+/** How long rejections gather into one meter error report before it is sent. */
+export const DEFAULT_WEBHOOK_BATCH_WINDOW_MS = 1000;
 
 export interface ResolvedRateLimit {
   readonly requestsPerSecond: number;
@@ -90,6 +95,9 @@ export interface ResolvedConfig {
   readonly maxLoggedRequests: number;
   readonly logBodies: boolean;
   readonly livemode: boolean;
+  /** Existing customers, or null when every id exists. */
+  readonly customers: ReadonlySet<string> | null;
+  readonly webhook: { readonly url: string | null; readonly secrets: readonly string[]; readonly batchWindowMs: number };
 }
 
 function fail(option: string, accepted: string, got: unknown): never {
@@ -154,6 +162,27 @@ function resolveRateLimit(value: unknown): ResolvedRateLimit | null {
   return Object.freeze({ requestsPerSecond, burst, endpoints, retryAfter });
 }
 
+function resolveWebhook(value: unknown): ResolvedConfig['webhook'] {
+  if (value === undefined) value = {};
+  if (typeof value !== 'object' || value === null) fail('webhook', '{ url?, secrets?, batchWindowMs? }', value);
+  const raw = value as Record<string, unknown>;
+  for (const key of Object.keys(raw)) if (!['url', 'secrets', 'batchWindowMs'].includes(key)) fail(`webhook.${key}`, 'absent (known: url, secrets, batchWindowMs)', '(set)');
+  const url = raw.url ?? null;
+  if (url !== null && (typeof url !== 'string' || !/^https?:\/\//.test(url))) fail('webhook.url', 'an http(s) URL or null', url);
+  const secrets = raw.secrets ?? [`whsec_${randomBytes(24).toString('base64url')}`];
+  if (!Array.isArray(secrets) || secrets.length === 0 || secrets.some((s) => typeof s !== 'string' || s.length === 0)) {
+    fail('webhook.secrets', 'a non-empty array of non-empty strings', '(not one)');
+  }
+  const batchWindowMs = integerIn('webhook.batchWindowMs', raw.batchWindowMs ?? DEFAULT_WEBHOOK_BATCH_WINDOW_MS, 0, 2 ** 31 - 1);
+  return Object.freeze({ url, secrets: Object.freeze([...(secrets as string[])]), batchWindowMs });
+}
+
+function resolveCustomers(value: unknown): ReadonlySet<string> | null {
+  if (value === undefined) return null;
+  if (!Array.isArray(value) || value.some((c) => typeof c !== 'string' || c.length === 0)) fail('customers', 'an array of customer ids', value);
+  return new Set(value as string[]);
+}
+
 /** A fresh secret key in Stripe's format; random so that tests can assert it never leaks. */
 export function generateApiKey(): string {
   return `sk_test_${randomBytes(24).toString('base64url')}`;
@@ -197,5 +226,7 @@ export function resolveConfig(options: FakeStripeOptions = {}): ResolvedConfig {
     maxLoggedRequests: integerIn('maxLoggedRequests', options.maxLoggedRequests ?? DEFAULT_MAX_LOGGED_REQUESTS, 0, 10_000_000),
     logBodies,
     livemode,
+    customers: resolveCustomers(options.customers),
+    webhook: resolveWebhook(options.webhook),
   });
 }

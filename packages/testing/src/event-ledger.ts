@@ -133,19 +133,19 @@ export class EventLedger {
     this.rejectedEvents.push(record);
   }
 
-  rejectFromViolation(v: RuleViolation, event: Readonly<Record<string, unknown>>, eventName: string, identifier: string, receivedAt: number): void {
-    this.reject(
-      Object.freeze({
-        code: v.asyncCode,
-        syncCode: v.syncCode,
-        report: v.asyncCode === 'no_meter' ? 'v1.billing.meter.no_meter_found' : 'v1.billing.meter.error_report_triggered',
-        message: v.message,
-        eventName,
-        identifier,
-        event,
-        receivedAt,
-      }),
-    );
+  rejectFromViolation(v: RuleViolation, event: Readonly<Record<string, unknown>>, eventName: string, identifier: string, receivedAt: number): RejectedEventRecord {
+    const record: RejectedEventRecord = Object.freeze({
+      code: v.asyncCode,
+      syncCode: v.syncCode,
+      report: v.asyncCode === 'no_meter' ? 'v1.billing.meter.no_meter_found' : 'v1.billing.meter.error_report_triggered',
+      message: v.message,
+      eventName,
+      identifier,
+      event,
+      receivedAt,
+    });
+    this.reject(record);
+    return record;
   }
 
   /** Applies a cancel adjustment at once (Stripe does it asynchronously) and records the outcome. */

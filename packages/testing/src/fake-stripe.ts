@@ -26,6 +26,7 @@ import { randomId } from './random';
 import { RateLimiter } from './rate-limiter';
 import { RequestLog, redactHeaders, redactResponse } from './request-log';
 import { SessionStore } from './sessions';
+import { WebhookEmitter } from './webhook-emitter';
 import type {
   AdjustmentRecord,
   FakeEndpoint,
@@ -38,10 +39,11 @@ import type {
   MeterEventRecord,
   MeterEventSessionObject,
   MeterTotals,
+  FakeMeter,
   RejectedEventRecord,
 } from './types';
 import { checkStreamShape, customerOf, eventShapeError, eventTimeMs, meterViolation, noCustomer, valueOrTimeViolation } from './validation';
-import type { EventInput } from './validation';
+import type { EventInput, RuleViolation } from './validation';
 
 /** A response the pipeline will send: a JSON body and extra headers. */
 interface Answer {
@@ -81,11 +83,21 @@ const PATHS: ReadonlyArray<readonly [string, FakeEndpoint]> = [
   ['/v2/billing/meter_event_adjustments', 'meter_event_adjustments'],
 ];
 const SUMMARIES_PATH = /^\/v1\/billing\/meters\/([^/]+)\/event_summaries$/;
+const METER_PATH = /^\/v1\/billing\/meters\/([^/]+)$/;
+const EVENT_PATH = /^\/v2\/core\/events\/([^/]+)$/;
 
 function endpointOf(path: string): FakeEndpoint | null {
   for (const [p, endpoint] of PATHS) if (p === path) return endpoint;
-  if (path === '/v1/billing/meters' || SUMMARIES_PATH.test(path)) return 'meters';
+  if (path === '/v1/billing/meters' || SUMMARIES_PATH.test(path) || METER_PATH.test(path)) return 'meters';
+  if (EVENT_PATH.test(path)) return 'events';
   return null;
+}
+
+/** The customer rule: with a customer list, an id outside it names no customer (Stripe: meter_event_customer_not_found). */
+function unknownCustomer(customers: ReadonlySet<string> | null, customer: string): RuleViolation | null {
+  if (customers === null || customers.has(customer)) return null;
+  // The synchronous code is Stripe's usual answer for an id naming no object; its meter event docs do not list one.
+  return { syncCode: 'resource_missing', asyncCode: 'meter_event_customer_not_found', message: `No such customer: '${customer}'` };
 }
 
 function bigintReplacer(_key: string, value: unknown): unknown {
@@ -143,6 +155,7 @@ function baseUrl(host: string, port: number): string {
 class FakeStripeServer implements FakeStripe {
   readonly meters: Meters;
   readonly faults: Faults;
+  readonly webhooks: WebhookEmitter;
   url = '';
   meterEventsUrl = '';
   port = 0;
@@ -166,11 +179,13 @@ class FakeStripeServer implements FakeStripe {
     this.faults = new Faults(config.seed, () => this.sessions.expireAll());
     this.log = new RequestLog(config.maxLoggedRequests);
     this.limiter = config.rateLimit === null ? null : new RateLimiter(config.rateLimit, config.now);
+    this.webhooks = new WebhookEmitter({ ...config.webhook, livemode: config.livemode, now: config.now });
     this.apiRoutes = new Map<string, Handler>([
       ['POST meter_events', (ex) => this.createMeterEvent(ex)],
       ['POST meter_event_session', (ex) => this.createSessionAnswer(ex)],
       ['POST meter_event_adjustments', (ex) => this.createAdjustment(ex)],
       ['GET meters', (ex) => this.listMetersOrSummaries(ex)],
+      ['GET events', (ex) => this.retrieveEvent(ex)],
     ]);
     this.apiServer = this.createListener('api');
     this.meterServer = this.createListener('meter_events');
@@ -236,6 +251,7 @@ class FakeStripeServer implements FakeStripe {
     this.log.clear();
     this.faults.clear();
     this.limiter?.reset();
+    this.webhooks.clear();
     this.requestCount = 0;
   }
 
@@ -250,7 +266,7 @@ class FakeStripeServer implements FakeStripe {
       );
       this.apiServer.closeAllConnections();
       this.meterServer.closeAllConnections();
-      await closed;
+      await Promise.all([closed, this.webhooks.close()]);
     })();
     return this.closing;
   }
@@ -475,6 +491,8 @@ class FakeStripeServer implements FakeStripe {
     const meter = found!;
     const customer = customerOf(meter, event.payload);
     if (customer === undefined) return invalidRequest('payload_no_customer_defined', noCustomer(meter).message);
+    const missing = unknownCustomer(this.config.customers, customer);
+    if (missing !== null) return stripeError(400, { type: 'invalid_request_error', code: missing.syncCode, message: missing.message });
 
     // Stripe allows one in-flight call per (customer, meter); the lock lives until this response is sent.
     const lock = `${event.event_name}\u0000${customer}`;
@@ -524,9 +542,11 @@ class FakeStripeServer implements FakeStripe {
       const customer = meter === undefined ? undefined : customerOf(meter, event.payload);
       // meterViolation is null only for a registered, active meter, so `meter!` below is safe.
       const violation =
-        meterViolation(meter, event.event_name) ?? (customer === undefined ? noCustomer(meter!) : valueOrTimeViolation(meter!, event, now));
+        meterViolation(meter, event.event_name) ??
+        (customer === undefined ? noCustomer(meter!) : (valueOrTimeViolation(meter!, event, now) ?? unknownCustomer(this.config.customers, customer)));
       if (violation !== null) {
-        this.ledger.rejectFromViolation(violation, event as unknown as Record<string, unknown>, event.event_name, identifier, now);
+        const record = this.ledger.rejectFromViolation(violation, event as unknown as Record<string, unknown>, event.event_name, identifier, now);
+        this.webhooks.add(record, meter);
         continue;
       }
       if (this.ledger.isDuplicate(identifier, now)) {
@@ -582,7 +602,22 @@ class FakeStripeServer implements FakeStripe {
 
   private listMetersOrSummaries(ex: Exchange): Answer {
     const summaries = SUMMARIES_PATH.exec(ex.path);
-    return summaries === null ? this.listMeters(ex) : this.listSummaries(ex, decodeURIComponent(summaries[1] ?? ''));
+    if (summaries !== null) return this.listSummaries(ex, decodeURIComponent(summaries[1] ?? ''));
+    const one = METER_PATH.exec(ex.path);
+    return one === null ? this.listMeters(ex) : this.retrieveMeter(decodeURIComponent(one[1] ?? ''));
+  }
+
+  private retrieveMeter(id: string): Answer {
+    const meter: FakeMeter | undefined = this.meters.get(id);
+    if (meter === undefined || meter.id !== id) return noSuch('billing meter', id);
+    return { status: 200, body: this.meters.toStripe(meter) };
+  }
+
+  /** `GET /v2/core/events/{id}`: the full event (with `data`) of a thin event the destination was sent. */
+  private retrieveEvent(ex: Exchange): Answer {
+    const id = decodeURIComponent(EVENT_PATH.exec(ex.path)?.[1] ?? '');
+    const event = this.webhooks.event(id);
+    return event === undefined ? noSuch('event', id) : { status: 200, body: event };
   }
 
   private listMeters(ex: Exchange): Answer {
@@ -603,9 +638,7 @@ class FakeStripeServer implements FakeStripe {
 
   private listSummaries(ex: Exchange, meterId: string): Answer {
     const meter = this.meters.get(meterId);
-    if (meter === undefined || meter.id !== meterId) {
-      return { status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such billing meter: '${meterId}'`, param: 'id' } } };
-    }
+    if (meter === undefined || meter.id !== meterId) return noSuch('billing meter', meterId);
     const unknown = unknownParam(ex.query, ['customer', 'start_time', 'end_time', 'value_grouping_window', 'limit', 'starting_after', 'ending_before']);
     if (unknown !== null) return unknown;
     const customer = ex.query.get('customer');
@@ -644,6 +677,10 @@ class FakeStripeServer implements FakeStripe {
     }));
     return paginate(ex, data, `/v1/billing/meters/${meter.id}/event_summaries`);
   }
+}
+
+function noSuch(kind: string, id: string): Answer {
+  return { status: 404, body: { error: { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${kind}: '${id}'`, param: 'id' } } };
 }
 
 function v1Error(message: string, param: string, code?: string): ErrorAnswer {

@@ -18,7 +18,9 @@ export {
   TIMESTAMP_MAX_AGE_MS,
   TIMESTAMP_MAX_FUTURE_MS,
   VALUE_MAX_SIGNIFICANT_DIGITS,
+  DEFAULT_WEBHOOK_BATCH_WINDOW_MS,
 } from './config';
+export { SAMPLE_ERRORS_PER_CODE } from './webhook-emitter';
 export { FakeStripeConfigError, FakeStripeError } from './errors';
 export type {
   AdjustmentRecord,
@@ -32,6 +34,9 @@ export type {
   FakeStripeErrorCode,
   FakeStripeOptions,
   FakeStripeStats,
+  FakeWebhookOptions,
+  FakeWebhooks,
+  WebhookDelivery,
   FaultController,
   FaultHandle,
   FaultKind,

@@ -7,13 +7,14 @@ export type MeterFormula = 'sum' | 'count' | 'last';
 /** A meter's status: events sent to an `inactive` (archived) meter are rejected with `archived_meter`. */
 export type MeterStatus = 'active' | 'inactive';
 
-/** The endpoints the fake serves; used to aim faults and rate limits. `meters` covers both v1 meter routes. */
+/** The endpoints the fake serves; used to aim faults and rate limits. `meters` covers the v1 meter routes, `events` `GET /v2/core/events/{id}`. */
 export type FakeEndpoint =
   | 'meter_events'
   | 'meter_event_session'
   | 'meter_event_stream'
   | 'meter_event_adjustments'
-  | 'meters';
+  | 'meters'
+  | 'events';
 
 /** Which listener received a request: the API host or the meter-events host. */
 export type HostKind = 'api' | 'meter_events';
@@ -179,6 +180,69 @@ export interface FakeStripeOptions {
    * @default false
    */
   livemode?: boolean;
+  /**
+   * The customers that exist; a stream event naming another is rejected asynchronously with
+   * `meter_event_customer_not_found` (and `POST /v2/billing/meter_events` answers 400 `resource_missing`).
+   * @default undefined (every customer id exists)
+   */
+  customers?: readonly string[];
+  /**
+   * An event destination for Stripe's meter error events (`v1.billing.meter.error_report_triggered`,
+   * `v1.billing.meter.no_meter_found`), sent thin and signed for asynchronously rejected stream events.
+   * @default { url: null } (reports are kept; set a URL with `webhooks.setUrl()` to send them)
+   */
+  webhook?: FakeWebhookOptions;
+}
+
+/** The fake's event destination. */
+export interface FakeWebhookOptions {
+  /**
+   * Where reports are POSTed.
+   * @default null (kept until `webhooks.setUrl()`)
+   */
+  url?: string | null;
+  /**
+   * Signing secrets; each signs every delivery (one `v1=` per secret, as Stripe does while a secret is rolled).
+   * @default one generated `whsec_…` secret
+   */
+  secrets?: readonly string[];
+  /**
+   * How long rejections are collected into one report per meter before it is sent (Stripe's example report spans 10 s).
+   * @default 1000
+   */
+  batchWindowMs?: number;
+}
+
+/** One POST of a meter error event to the destination. */
+export interface WebhookDelivery {
+  /** The Stripe event id (`evt_test_…`), also served by `GET /v2/core/events/{id}`. */
+  readonly eventId: string;
+  readonly type: 'v1.billing.meter.error_report_triggered' | 'v1.billing.meter.no_meter_found';
+  readonly url: string | null;
+  /** The exact body sent (the thin event, without `data`). */
+  readonly body: string;
+  /** The `Stripe-Signature` header sent. */
+  readonly signature: string;
+  /** The destination's answer; null when nothing answered. */
+  readonly status: number | null;
+  /** Why nothing answered (no URL, connection refused), or null. */
+  readonly error: string | null;
+}
+
+/** The event destination of a running fake. */
+export interface FakeWebhooks {
+  /** Where reports go, or null. */
+  readonly url: string | null;
+  /** The signing secrets, to configure the app's handler with. */
+  readonly secrets: readonly string[];
+  /** Points the destination somewhere else (the app's port is often known only after the fake starts). */
+  setUrl(url: string | null): void;
+  /** Sends every pending report now, without waiting for the batching window. */
+  flush(): Promise<WebhookDelivery[]>;
+  /** Deliveries so far, oldest first. */
+  deliveries(): WebhookDelivery[];
+  /** Resolves once `count` deliveries (default 1) have been attempted. */
+  delivered(count?: number): Promise<void>;
 }
 
 /** An event the fake accepted and counts (after dedup, minus cancelled ones). */
@@ -203,6 +267,7 @@ export interface MeterEventRecord {
 /** Codes Stripe uses in `v1.billing.meter.error_report_triggered` for events rejected after acceptance. */
 export type AsyncErrorCode =
   | 'archived_meter'
+  | 'meter_event_customer_not_found'
   | 'meter_event_invalid_value'
   | 'meter_event_no_customer_defined'
   | 'meter_event_value_too_many_digits'
@@ -217,6 +282,7 @@ export type SyncErrorCode =
   | 'payload_invalid_value'
   | 'payload_no_customer_defined'
   | 'payload_no_value_defined'
+  | 'resource_missing'
   | 'timestamp_in_future'
   | 'timestamp_too_far_in_past';
 
@@ -431,6 +497,8 @@ export interface FakeStripe {
   readonly meters: MeterRegistry;
   /** Fault injection. */
   readonly faults: FaultController;
+  /** The event destination for meter error events. */
+  readonly webhooks: FakeWebhooks;
   /** Accepted events (after dedup, minus cancelled), oldest first. */
   events(): MeterEventRecord[];
   /** Stream events rejected asynchronously (the stand-in for Stripe's error report events), oldest first. */

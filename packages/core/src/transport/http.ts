@@ -1,12 +1,12 @@
 // Every HTTP exchange with Stripe: headers, timeouts, JSON, and Stripe's error shape into StripeApiError.
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
-import { StripeApiError } from './errors';
-import type { ResolvedConfig } from './config';
+import { StripeApiError } from '../errors';
+import type { ResolvedConfig } from '../config';
 import type { HttpObserver } from './http-observer';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- the version travels with the package, not with the sources
-const { version: PACKAGE_VERSION } = require('../package.json') as { version: string };
+const { version: PACKAGE_VERSION } = require('../../package.json') as { version: string };
 
 /** The User-Agent of every request: the package, its version and the runtime. */
 export const USER_AGENT = `@metered/core/${PACKAGE_VERSION} (node ${process.version})`;
@@ -77,7 +77,7 @@ export class StripeHttp {
   private readonly baseHeaders: Record<string, string>;
 
   constructor(
-    private readonly config: ResolvedConfig,
+    private readonly config: Pick<ResolvedConfig, 'dispatcher' | 'concurrency' | 'stripeVersion' | 'requestTimeoutMs'>,
     private readonly observer: HttpObserver,
   ) {
     this.ownsDispatcher = config.dispatcher === undefined;
@@ -94,16 +94,27 @@ export class StripeHttp {
    * `RequestTimeoutError` when the whole exchange outlasts `requestTimeoutMs`.
    */
   async post(origin: string, path: string, options: PostOptions): Promise<unknown> {
-    await this.observer.beforeRequest(options.signal);
     const headers: Record<string, string> = { ...this.baseHeaders, authorization: `Bearer ${options.bearer}` };
     if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+    const body = options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+    return this.exchange('POST', origin, path, headers, body, options.signal);
+  }
+
+  /** GETs a path (with its query string) under the same deadline, body cap and error mapping as `post()`. */
+  async get(origin: string, path: string, options: Pick<PostOptions, 'bearer' | 'signal'>): Promise<unknown> {
+    const headers = { 'stripe-version': this.config.stripeVersion, 'user-agent': USER_AGENT, authorization: `Bearer ${options.bearer}` };
+    return this.exchange('GET', origin, path, headers, undefined, options.signal);
+  }
+
+  private async exchange(method: 'GET' | 'POST', origin: string, path: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+    await this.observer.beforeRequest(signal);
     // undici's bodyTimeout is an idle timeout: a body dripping a byte every few seconds never trips it
     // and holds a connection for ever. One deadline covers the whole exchange. A listener on the caller's
     // signal, removed in finally, rather than AbortSignal.any(), whose dependants a long-lived signal keeps.
     const { requestTimeoutMs } = this.config;
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), requestTimeoutMs).unref();
-    const outer = options.signal;
+    const outer = signal;
     const forward = (): void => deadline.abort();
     if (outer?.aborted === true) deadline.abort();
     else outer?.addEventListener('abort', forward, { once: true });
@@ -113,9 +124,9 @@ export class StripeHttp {
       response = await this.dispatcher.request({
         origin,
         path,
-        method: 'POST',
+        method,
         headers,
-        body: options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
+        body,
         headersTimeout: requestTimeoutMs,
         bodyTimeout: requestTimeoutMs,
         signal: deadline.signal,
