@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SpoolStore } from '../packages/core/src/store/spool-store';
 import type { SpoolDurability, SpoolSynchronous } from '../packages/core/src/store/types';
-import type { QueuedEvent } from '../packages/core/src/queue';
+import type { QueuedEvent } from '../packages/core/src/store/queue';
 import { median, percentile } from './lib/stats';
 
 function flag(name: string, fallback: number): number {

@@ -3,7 +3,7 @@ import { checkOptionKeys, show } from './config';
 import { MeterConfigError } from './errors';
 import { MeterReporter } from './meter-reporter';
 import type { MeterReporterOptions } from './types';
-import { MAX_NAME_LENGTH } from './validate';
+import { MAX_NAME_LENGTH } from './intake/validate';
 
 /** Where a request's meter event identifier comes from. */
 export type IdentifierSource = 'generated' | 'idempotency-key';

@@ -4,7 +4,7 @@ import { MockAgent } from 'undici';
 import { MeterConfigError, MeterReporter, withTimeout } from '@metered/core';
 import { startFakeStripe, trafficProblems } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { MAX_RETRY_AFTER_MS, classifyFailure, retryAfterMs } from '../src/retry';
+import { MAX_RETRY_AFTER_MS, classifyFailure, retryAfterMs } from '../src/delivery/retry';
 import { StripeApiError } from '../src/errors';
 import { closeReporters, expectInvariant, reporterFor, totalsFor, until } from './helpers';
 

@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { MeterReporter, MeterValidationError, StripeApiError, redactSecrets } from '@metered/core';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { MAX_DIMENSIONS_BYTES, MAX_EVENT_AGE_MS, EXPIRY_MARGIN_MS } from '../src/validate';
-import { MAX_RESPONSE_BYTES, StripeHttp } from '../src/http';
+import { MAX_DIMENSIONS_BYTES, MAX_EVENT_AGE_MS, EXPIRY_MARGIN_MS } from '../src/intake/validate';
+import { MAX_RESPONSE_BYTES, StripeHttp } from '../src/transport/http';
 import { resolveConfig } from '../src/config';
 import { reporterFor } from './helpers';
 

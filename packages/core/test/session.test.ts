@@ -3,9 +3,9 @@ import { setMaxListeners } from 'node:events';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { resolveConfig } from '../src/config';
-import { StripeHttp } from '../src/http';
-import { StreamTransport } from '../src/stream-transport';
-import type { QueuedEvent } from '../src/queue';
+import { StripeHttp } from '../src/transport/http';
+import { StreamTransport } from '../src/transport/stream-transport';
+import type { QueuedEvent } from '../src/store/queue';
 
 let fake: FakeStripe;
 let clock: number;

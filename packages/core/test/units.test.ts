@@ -1,9 +1,9 @@
 // The small parts: ring buffer, pacer, backoff, retry classification, Retry-After, redaction.
-import { MemoryEventStore } from '../src/queue';
-import type { QueuedEvent } from '../src/queue';
-import { Pacer } from '../src/pacer';
-import { backoffDelay, isRetriable } from '../src/retry';
-import { parseRetryAfter } from '../src/http';
+import { MemoryEventStore } from '../src/store/queue';
+import type { QueuedEvent } from '../src/store/queue';
+import { Pacer } from '../src/delivery/pacer';
+import { backoffDelay, isRetriable } from '../src/delivery/retry';
+import { parseRetryAfter } from '../src/transport/http';
 import { StripeApiError, redactSecrets } from '@metered/core';
 import { registerSecret } from '../src/redact';
 import { deriveIdentifier } from '../src/identifier';

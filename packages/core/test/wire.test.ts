@@ -1,6 +1,6 @@
 // The wire encoding's shortcuts must write exactly what Date#toISOString and JSON.stringify write.
 import type { MeterEvent } from '@metered/core';
-import { encodeStreamBody, isoTimestamp, toWireEvent } from '../src/wire';
+import { encodeStreamBody, isoTimestamp, toWireEvent } from '../src/transport/wire';
 
 describe('isoTimestamp', () => {
   it('matches Date#toISOString across second boundaries, out-of-order times and fractional milliseconds', () => {

@@ -1,5 +1,5 @@
 // A circuit breaker for a refused secret key: while open, one request at a time probes at a growing interval.
-import { sleep } from './timers';
+import { sleep } from '../timers';
 
 /** The first probe after Stripe refuses the key: soon enough to recover from a key rotated a moment late. */
 export const BREAKER_FIRST_PROBE_MS = 5_000;

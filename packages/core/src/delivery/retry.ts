@@ -1,5 +1,5 @@
 // Which failures are worth another attempt, and how long to wait before it.
-import { MeterUnauthorizedError, StripeApiError } from './errors';
+import { MeterUnauthorizedError, StripeApiError } from '../errors';
 
 /** Network failures after which the same request may be sent again. */
 const RETRIABLE_NETWORK_CODES = new Set([

@@ -1,8 +1,9 @@
 // One event checked against Stripe's rules exactly as report() checks it, for code that takes events without sending them (the test kit's reporter).
-import { DEFAULT_CUSTOMER_KEY, DEFAULT_VALUE_KEY } from './config';
-import { MeterValidationError } from './errors';
-import { generateIdentifier } from './identifier';
-import type { MeterEvent, MeterEventInput, PayloadKeys } from './types';
+import { DEFAULT_CUSTOMER_KEY, DEFAULT_VALUE_KEY } from '../config';
+import { MeterValidationError } from '../errors';
+import { generateIdentifier } from '../identifier';
+import type { QueuedEvent } from '../store/queue';
+import type { MeterEvent, MeterEventInput, PayloadKeys } from '../types';
 import { checkCustomerId, checkDimensions, checkEventName, checkIdentifier, normalizeTimestamp, normalizeValue } from './validate';
 
 /**
@@ -15,6 +16,12 @@ import { checkCustomerId, checkDimensions, checkEventName, checkIdentifier, norm
  * event.value; // '5'
  */
 export function validateMeterEvent(input: MeterEventInput, options: { payloadKeys?: PayloadKeys; now?: number } = {}): MeterEvent {
+  const { seq: _seq, ...event } = checkEvent(input, options.payloadKeys?.customer ?? DEFAULT_CUSTOMER_KEY, options.payloadKeys?.value ?? DEFAULT_VALUE_KEY, options.now ?? Date.now(), 0);
+  return event;
+}
+
+/** report()'s checks: the event normalized, with its intake sequence number `seq`. */
+export function checkEvent(input: MeterEventInput, customerKey: string, valueKey: string, now: number, seq: number): QueuedEvent {
   if (input === null || typeof input !== 'object') {
     throw new MeterValidationError('ERR_METER_INVALID_EVENT', 'event', 'must be an object with eventName and customerId');
   }
@@ -22,9 +29,10 @@ export function validateMeterEvent(input: MeterEventInput, options: { payloadKey
     eventName: checkEventName(input.eventName),
     customerId: checkCustomerId(input.customerId),
     value: normalizeValue(input.value),
-    timestamp: normalizeTimestamp(input.timestamp, options.now ?? Date.now()),
+    timestamp: normalizeTimestamp(input.timestamp, now),
     identifier: input.identifier === undefined ? generateIdentifier() : checkIdentifier(input.identifier),
-    dimensions: checkDimensions(input.dimensions, options.payloadKeys?.customer ?? DEFAULT_CUSTOMER_KEY, options.payloadKeys?.value ?? DEFAULT_VALUE_KEY),
+    dimensions: checkDimensions(input.dimensions, customerKey, valueKey),
+    seq,
   };
 }
 

@@ -1,5 +1,5 @@
 // Stripe's meter-event rules, checked synchronously in report() so bad input fails at the call site.
-import { MeterValidationError } from './errors';
+import { MeterValidationError } from '../errors';
 
 /** Stripe accepts timestamps within the past 35 days… */
 export const MAX_EVENT_AGE_MS = 35 * 24 * 60 * 60 * 1000;

@@ -1,6 +1,6 @@
 // The default store as a DurableEventStore: the in-memory ring buffer plus an in-memory ledger; nothing survives the process.
-import { MemoryEventStore } from '../queue';
-import type { QueuedEvent } from '../queue';
+import { MemoryEventStore } from './queue';
+import type { QueuedEvent } from './queue';
 import { MemoryLedger } from './ledger';
 import type { DurableEventStore, LedgerQuery, LedgerRow, RecoveredEvents, SettleOutcome } from './types';
 

@@ -1,5 +1,5 @@
 // Where accepted events wait for a request: a small storage interface and its in-memory ring buffer.
-import type { MeterEvent } from './types';
+import type { MeterEvent } from '../types';
 
 /** An accepted event with its place in the intake order (used by `flush()`). */
 export interface QueuedEvent extends MeterEvent {

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { MeterClosedError, MeterConfigError, MeterSpoolError } from '../errors';
-import type { QueuedEvent } from '../queue';
-import { MAX_EVENT_AGE_MS } from '../validate';
+import type { QueuedEvent } from './queue';
+import { MAX_EVENT_AGE_MS } from '../intake/validate';
 import { HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
 import { MemoryDurableStore, QueueBackedStore } from './memory-store';
 import type {

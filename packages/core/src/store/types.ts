@@ -1,6 +1,6 @@
 // Types of the event stores: the durable store interface the reporter drives, the spool's options and the usage ledger.
 import type { MeterSpoolError } from '../errors';
-import type { EventStore, QueuedEvent } from '../queue';
+import type { EventStore, QueuedEvent } from './queue';
 
 /** How an event left the store: the ledger column it is counted in. */
 export type SettleOutcome = 'delivered' | 'failed' | 'dropped' | 'uncertain';

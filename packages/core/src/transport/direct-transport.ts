@@ -1,9 +1,9 @@
 // One event per POST /v2/billing/meter_events, never two in flight for the same customer and meter.
-import type { ResolvedConfig } from './config';
-import { MeterUnauthorizedError, StripeApiError } from './errors';
-import { isKeyRefused } from './retry';
+import type { ResolvedConfig } from '../config';
+import { MeterUnauthorizedError, StripeApiError } from '../errors';
+import { isKeyRefused } from '../delivery/retry';
 import type { StripeHttp } from './http';
-import type { QueuedEvent } from './queue';
+import type { QueuedEvent } from '../store/queue';
 import type { Transport } from './transport';
 import { toWireEvent } from './wire';
 

@@ -1,11 +1,11 @@
 // The high-throughput path: a 15-minute session token, then up to 100 events per meter_event_stream request.
-import { SESSION_REFRESH_MARGIN_MS } from './config';
-import type { ResolvedConfig } from './config';
-import { MeterUnauthorizedError, StripeApiError } from './errors';
+import { SESSION_REFRESH_MARGIN_MS } from '../config';
+import type { ResolvedConfig } from '../config';
+import { MeterUnauthorizedError, StripeApiError } from '../errors';
 import type { StripeHttp } from './http';
-import type { QueuedEvent } from './queue';
-import { registerSecret } from './redact';
-import { isKeyRefused, isSessionExpired } from './retry';
+import type { QueuedEvent } from '../store/queue';
+import { registerSecret } from '../redact';
+import { isKeyRefused, isSessionExpired } from '../delivery/retry';
 import type { Transport } from './transport';
 import { encodeStreamBody } from './wire';
 

@@ -1,5 +1,5 @@
 // What the reporter needs from a way of delivering events; the stream and direct transports implement it.
-import type { QueuedEvent } from './queue';
+import type { QueuedEvent } from '../store/queue';
 
 export interface Transport {
   /**
@@ -12,4 +12,6 @@ export interface Transport {
    * undefined when requests need no such exclusion.
    */
   exclusiveKey?(event: QueuedEvent): string;
+  /** Forgets what the transport holds between requests (a session token); called at shutdown. */
+  dispose?(): void;
 }

@@ -1,5 +1,5 @@
 // Stripe's wire format of a meter event: string payload values, RFC 3339 timestamp.
-import type { MeterEvent } from './types';
+import type { MeterEvent } from '../types';
 
 /** A meter event as Stripe's V2 API takes it. */
 export interface WireMeterEvent {

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { QueuedEvent } from '../../src/queue';
+import type { QueuedEvent } from '../../src/store/queue';
 
 const REPO_ROOT = path.resolve(__dirname, '../../../..');
 const dirs: string[] = [];

@@ -1,7 +1,7 @@
 // What a spool hands the next process: same identifiers, expired and uncertain events set apart by `now`, the first attempt kept.
 import path from 'node:path';
 import { SpoolStore } from '../../src/store/spool-store';
-import { MAX_EVENT_AGE_MS } from '../../src/validate';
+import { MAX_EVENT_AGE_MS } from '../../src/intake/validate';
 import { NOW, event, tempDir } from './helpers';
 
 const HOUR = 3_600_000;

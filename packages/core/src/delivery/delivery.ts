@@ -1,0 +1,306 @@
+// Delivery: batches from the store to the transport, paced and retried, with flush waiters, the exit hook and shutdown.
+import { setMaxListeners } from 'node:events';
+import { DEFAULT_CLOSE_TIMEOUT_MS } from '../config';
+import type { ResolvedConfig } from '../config';
+import { MeterDeliveryError, StripeApiError } from '../errors';
+import { newIdempotencyKey } from '../identifier';
+import { EXPIRY_MARGIN_MS, MAX_EVENT_AGE_MS } from '../intake/validate';
+import type { EventStore, QueuedEvent } from '../store/queue';
+import type { HttpObserver } from '../transport/http-observer';
+import type { Transport } from '../transport/transport';
+import type { CloseResult, DropReason, FlushResult } from '../types';
+import { CredentialBreaker } from './breaker';
+import type { Counters } from './counters';
+import { unwatchExit, watchExit } from './exit-hook';
+import { FlushWaiters } from './flush-waiters';
+import type { Hooks } from './hooks';
+import { KeyLocks } from './key-locks';
+import { Pacer } from './pacer';
+import { classifyFailure, isRetriable, retryAfterMs } from './retry';
+import { RetryLoop } from './retry-loop';
+
+/** Stripe refused a whole request without naming an event: worth resending in halves. */
+function refusesWholeBatch(error: unknown): boolean {
+  return error instanceof StripeApiError && (error.status === 400 || error.status === 413) && classifyFailure(error) === 'final';
+}
+
+/** What delivery is given by the reporter that wires it. */
+export interface DeliveryParts {
+  readonly config: ResolvedConfig;
+  readonly store: EventStore;
+  readonly counters: Counters;
+  readonly hooks: Hooks;
+  /** The intake sequence number of the last accepted event: what a flush waits for. */
+  readonly lastSeq: () => number;
+  /** Closes what the transport holds (sessions, the HTTP pool) once nothing is in flight. */
+  readonly closeTransport: () => Promise<void>;
+}
+
+/**
+ * Takes events out of the store in batches (or, in direct mode, one per free customer + meter key),
+ * sends them at most `concurrency` at a time, retries them under the retry policy, and settles each
+ * event exactly once: delivered, failed (to `onError`) or dropped (to `onDrop`).
+ */
+export class Delivery {
+  readonly breaker = new CredentialBreaker();
+  readonly pacer: Pacer;
+  readonly retryLoop: RetryLoop;
+  private readonly abortController = new AbortController();
+  private readonly config: ResolvedConfig;
+  private readonly store: EventStore;
+  private readonly counters: Counters;
+  private readonly hooks: Hooks;
+  private transport: Transport | undefined;
+  private locks: KeyLocks | undefined;
+  private readonly waiters = new FlushWaiters();
+  private readonly flushTimer: NodeJS.Timeout;
+
+  private inFlight = 0;
+  private readonly deliveries = new Set<Promise<void>>();
+  private drainRequested = false;
+  private pumpScheduled = false;
+  private closing: Promise<CloseResult> | undefined;
+  // Overflow drops of one turn, handed to onDrop in one call.
+  private overflowed: QueuedEvent[] = [];
+  private exitFlush: Promise<void> | undefined;
+  private readonly beforeExit = (): void => this.flushBeforeExit();
+
+  constructor(private readonly parts: DeliveryParts) {
+    ({ config: this.config, store: this.store, counters: this.counters, hooks: this.hooks } = parts);
+    // Every request and every wait listens to this one signal: concurrency × (pacing + request + backoff).
+    setMaxListeners(0, this.abortController.signal);
+    this.pacer = new Pacer(this.config.maxRequestsPerSecond);
+    this.retryLoop = new RetryLoop(this.config, this.breaker, this.counters, this.hooks, this.hooks.logger, this.abortController.signal);
+    this.flushTimer = setInterval(() => this.onFlushInterval(), this.config.flushIntervalMs);
+    this.flushTimer.unref();
+    watchExit(this.beforeExit);
+  }
+
+  /** The HTTP observer that paces every request and honours an account-wide 429 with Retry-After. */
+  observer(): HttpObserver {
+    return {
+      beforeRequest: async (signal) => {
+        await this.pacer.acquire(signal);
+        this.counters.requests += 1;
+      },
+      afterResponse: (status, retryAfterSeconds) => {
+        if (status !== 429) return;
+        this.counters.rateLimited += 1;
+        // Stripe's limits are account-wide: one 429 with Retry-After holds every request, not just this one.
+        const pause = retryAfterMs(retryAfterSeconds);
+        if (pause !== undefined) this.pacer.pauseUntil(Date.now() + pause);
+      },
+    };
+  }
+
+  /** Set once, right after construction: the transport needs the observer, so it is built after delivery. */
+  useTransport(transport: Transport): void {
+    this.transport = transport;
+    if (transport.exclusiveKey) this.locks = new KeyLocks(transport.exclusiveKey.bind(transport));
+  }
+
+  /** The signal every request and wait of this reporter listens to; aborted at shutdown. */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Events waiting for a request (in the store or held for their key). */
+  queuedCount(): number {
+    return this.store.size + (this.locks?.size ?? 0);
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight;
+  }
+
+  pendingCount(): number {
+    return this.queuedCount() + this.inFlight;
+  }
+
+  /** The store reached a full batch: a request starts on the next turn, outside report()'s stack. */
+  schedulePump(): void {
+    if (this.pumpScheduled || this.deliveries.size >= this.config.concurrency) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    }).unref();
+  }
+
+  /** Resolves once every event accepted so far has settled, or after `timeoutMs`. */
+  flush(timeoutMs: number): Promise<FlushResult> {
+    const remaining = this.pendingCount();
+    if (remaining === 0) return Promise.resolve({ settled: true, pending: 0 });
+    const done = this.waiters.wait(this.parts.lastSeq(), remaining, timeoutMs);
+    this.drainRequested = true;
+    this.pump();
+    return done;
+  }
+
+  /** Stops delivery after up to `timeoutMs` of it (once; later calls get the same result). */
+  close(timeoutMs: number): Promise<CloseResult> {
+    this.closing ??= this.shutdown(timeoutMs);
+    return this.closing;
+  }
+
+  // Counted at once (stats() adds up), told to onDrop once per turn: an outage overflowing a full
+  // queue drops an event per report() call, and one hook call each was 899,600 calls in one run.
+  dropOverflow(event: QueuedEvent): void {
+    this.counters.dropped.overflow += 1;
+    this.waiters.settle([event]);
+    this.overflowed.push(event);
+    if (this.overflowed.length === 1) queueMicrotask(() => this.notifyOverflow());
+  }
+
+  private notifyOverflow(): void {
+    if (this.overflowed.length === 0) return;
+    const events = this.overflowed;
+    this.overflowed = [];
+    this.hooks.drop(events, 'overflow');
+  }
+
+  private drop(events: readonly QueuedEvent[], reason: DropReason): void {
+    this.counters.dropped[reason] += events.length;
+    this.waiters.settle(events);
+    // Overflow drops of this turn go first, so onDrop sees drops in the order they happened.
+    this.notifyOverflow();
+    this.hooks.drop(events, reason);
+  }
+
+  private fail(events: readonly QueuedEvent[], cause: unknown, attempts: number): void {
+    this.counters.failed += events.length;
+    this.waiters.settle(events);
+    const permanent = !isRetriable(cause);
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const error = new MeterDeliveryError(
+      `${events.length} meter event(s) not delivered after ${attempts} attempt(s)${permanent ? ' (refused by Stripe)' : ''}: ${reason}`,
+      attempts,
+      permanent,
+      cause,
+    );
+    this.hooks.error(error, events);
+  }
+
+  // ---- scheduling ----
+
+  private onFlushInterval(): void {
+    if (this.queuedCount() === 0) return;
+    this.drainRequested = true;
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.deliveries.size < this.config.concurrency && !this.abortController.signal.aborted) {
+      const batch = this.nextBatch();
+      if (batch === undefined) break;
+      this.inFlight += batch.length;
+      const delivery = this.deliver(batch).finally(() => {
+        this.deliveries.delete(delivery);
+        this.locks?.release(batch[0]!);
+        this.pump();
+      });
+      this.deliveries.add(delivery);
+    }
+  }
+
+  private nextBatch(): QueuedEvent[] | undefined {
+    if (this.locks) {
+      const event = this.locks.next(this.store);
+      return event === undefined ? undefined : [event];
+    }
+    const size = this.store.size;
+    if (size === 0) {
+      this.drainRequested = false;
+      return undefined;
+    }
+    if (size < this.config.maxBatchSize && !this.drainRequested) return undefined;
+    return this.store.take(this.config.maxBatchSize);
+  }
+
+  // ---- sending ----
+
+  private async deliver(batch: QueuedEvent[]): Promise<void> {
+    const idempotencyKey = newIdempotencyKey();
+    let live = batch;
+    const outcome = await this.retryLoop.run(async () => {
+      live = this.withoutExpired(live);
+      if (live.length > 0) await this.transport!.send(live, idempotencyKey, this.abortController.signal);
+    });
+    if (live.length === 0) return;
+    if (!outcome.ok && !outcome.aborted && live.length > 1 && refusesWholeBatch(outcome.error)) {
+      // Stripe refused the whole request without naming an event (a body over its size limit, one
+      // malformed event): each half goes again with the same identifiers, under its own
+      // Idempotency-Key as its body differs, until the refused events are alone and the rest delivered.
+      const middle = Math.ceil(live.length / 2);
+      this.hooks.logger.debug?.({ code: 'METER_BATCH_SPLIT', events: live.length }, 'Stripe refused a whole batch; resending it in halves');
+      await this.deliver(live.slice(0, middle));
+      await this.deliver(live.slice(middle));
+      return;
+    }
+    // Counted out of flight before settling, so stats() adds up even for a flush() that resolves right here.
+    this.inFlight -= live.length;
+    if (outcome.ok) {
+      this.counters.delivered += live.length;
+      this.counters.batchesSent += 1;
+      this.waiters.settle(live);
+    } else if (outcome.aborted) {
+      this.drop(live, 'shutdown');
+    } else {
+      this.fail(live, outcome.error, outcome.attempts);
+    }
+  }
+
+  private withoutExpired(batch: QueuedEvent[]): QueuedEvent[] {
+    const oldest = Date.now() - MAX_EVENT_AGE_MS + EXPIRY_MARGIN_MS;
+    if (batch.every((event) => event.timestamp >= oldest)) return batch;
+    const expired = batch.filter((event) => event.timestamp < oldest);
+    this.inFlight -= expired.length;
+    this.drop(expired, 'expired');
+    return batch.filter((event) => event.timestamp >= oldest);
+  }
+
+  // ---- lifecycle ----
+
+  // A script that ends without close(): its event loop empties and 'beforeExit' fires. A bounded
+  // flush holds the process for delivery; what is still pending after it goes to onDrop as
+  // 'shutdown' through close(). Nothing pending, nothing done, so the process exits on the next turn.
+  private flushBeforeExit(): void {
+    if (this.closed || this.exitFlush !== undefined || this.pendingCount() === 0) return;
+    this.exitFlush = this.flush(DEFAULT_CLOSE_TIMEOUT_MS)
+      .then(async ({ settled }) => {
+        if (!settled) await this.close(0);
+      })
+      .finally(() => {
+        this.exitFlush = undefined;
+      });
+  }
+
+  private async shutdown(timeoutMs: number): Promise<CloseResult> {
+    unwatchExit(this.beforeExit);
+    const counters = this.counters;
+    const before = { delivered: counters.delivered, failed: counters.failed, shutdown: counters.dropped.shutdown };
+    await this.flush(timeoutMs);
+
+    // Whatever is left is stopped: in-flight requests are aborted, queued events dropped.
+    this.abortController.abort();
+    const leftovers = [...this.store.drain(), ...(this.locks?.drain() ?? [])];
+    if (leftovers.length > 0) this.drop(leftovers, 'shutdown');
+    await Promise.allSettled([...this.deliveries]);
+    this.notifyOverflow();
+    // Everything is settled by now; any flush still waiting (one that raced the timeout) resolves with it.
+    this.waiters.finishAll();
+    clearInterval(this.flushTimer);
+    await this.parts.closeTransport();
+    const result: CloseResult = {
+      delivered: counters.delivered - before.delivered,
+      failed: counters.failed - before.failed,
+      dropped: counters.dropped.shutdown - before.shutdown,
+    };
+    this.hooks.logger.info?.({ code: 'METER_CLOSED', ...result }, 'meter reporter closed');
+    return result;
+  }
+}

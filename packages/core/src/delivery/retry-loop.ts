@@ -1,0 +1,81 @@
+// The retry loop every request to Stripe runs under: time budget, counted retriable answers, Retry-After, and the credential breaker.
+import type { ResolvedConfig } from '../config';
+import { MAX_RETRY_ELAPSED_MS } from '../config';
+import { StripeApiError } from '../errors';
+import type { MeterUnauthorizedError } from '../errors';
+import { sleep } from '../timers';
+import type { MeterLogger } from '../types';
+import type { CredentialBreaker } from './breaker';
+import type { Counters } from './counters';
+import type { Hooks } from './hooks';
+import { backoffDelay, classifyFailure, retryAfterMs } from './retry';
+
+/**
+ * A batch answered 429 is retried at least this long: a rate limit means Stripe is up and taking
+ * events, so giving up would turn throttling into lost usage. An hour short of Stripe's 24 h
+ * deduplication window, so every retry is still deduplicated.
+ */
+const RATE_LIMITED_RETRY_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown; attempts: number; aborted: boolean };
+
+export class RetryLoop {
+  constructor(
+    private readonly config: ResolvedConfig,
+    private readonly breaker: CredentialBreaker,
+    private readonly counters: Counters,
+    private readonly hooks: Hooks,
+    private readonly logger: MeterLogger,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /**
+   * Runs `attempt` under the retry policy: transient failures are retried for as long as the time
+   * budget allows (a count of attempts would turn a short outage into dead letters), only answers
+   * retriable by Stripe's say-so count against `maxAttempts`, Retry-After is honoured up to its cap,
+   * and a refused key holds the attempt at the credential breaker (`holdOnRefusedKey`) or ends it.
+   */
+  async run<T>(attempt: () => Promise<T>, holdOnRefusedKey = true): Promise<Outcome<T>> {
+    const { maxAttempts, initialDelayMs, maxDelayMs, maxElapsedMs } = this.config.retry;
+    const signal = this.signal;
+    const started = Date.now();
+    let backoffs = 0;
+    let counted = 0;
+    for (let attempts = 1; ; attempts += 1) {
+      let probe = false;
+      try {
+        if (this.breaker.isOpen) probe = await this.breaker.turn(signal);
+        const value = await attempt();
+        this.breaker.succeeded();
+        return { ok: true, value };
+      } catch (error) {
+        if (signal.aborted) return { ok: false, error, attempts, aborted: true };
+        const kind = classifyFailure(error);
+        if (kind === 'unauthorized') {
+          // onError hears of it once per opening, with no events: they stay queued for when the key works.
+          if (this.breaker.refused(probe)) this.hooks.error(error as MeterUnauthorizedError);
+          if (!holdOnRefusedKey) return { ok: false, error, attempts, aborted: false };
+          this.counters.retries += 1;
+          continue;
+        }
+        if (probe) this.breaker.probeFailed();
+        if (kind === 'final') return { ok: false, error, attempts, aborted: false };
+        if (kind === 'retriable' && (counted += 1) >= maxAttempts) return { ok: false, error, attempts, aborted: false };
+        backoffs += 1;
+        let wait = backoffDelay(backoffs, initialDelayMs, maxDelayMs);
+        const rateLimited = error instanceof StripeApiError && error.status === 429;
+        const asked = error instanceof StripeApiError ? retryAfterMs(error.retryAfterSeconds) : undefined;
+        if (asked !== undefined) wait = Math.max(wait, asked);
+        const budget = rateLimited ? Math.max(maxElapsedMs, RATE_LIMITED_RETRY_MS) : maxElapsedMs;
+        if (Date.now() - started + wait >= budget) return { ok: false, error, attempts, aborted: false };
+        this.counters.retries += 1;
+        this.logger.debug?.({ code: 'METER_RETRY', attempt: attempts, waitMs: wait, status: error instanceof StripeApiError ? error.status : undefined }, 'retrying a request to Stripe');
+        try {
+          await sleep(wait, signal);
+        } catch {
+          return { ok: false, error, attempts, aborted: true };
+        }
+      }
+    }
+  }
+}
