@@ -103,6 +103,8 @@ describe('closeOnSignal', () => {
 
   afterEach(async () => {
     for (const handle of handles.splice(0)) handle.remove();
+    // listen() binds after a lookup: a test that ends at once must still find its server and close it.
+    await bound;
     if (server?.listening) {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server!.close(() => resolve()));
@@ -110,9 +112,13 @@ describe('closeOnSignal', () => {
     server = undefined;
   });
 
+  let bound: Promise<unknown> = Promise.resolve();
+
   function start(metering: MeteringMiddleware, extra?: Parameters<typeof buildApp>[2]): Server {
-    server = buildApp(express, [metering], extra).listen(0, '127.0.0.1');
-    return server;
+    const started = buildApp(express, [metering], extra).listen(0, '127.0.0.1');
+    bound = new Promise((resolve) => started.once('listening', resolve));
+    server = started;
+    return started;
   }
 
   it.each<[string, CloseOnSignalOptions]>([
