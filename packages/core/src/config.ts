@@ -3,7 +3,8 @@ import type { Dispatcher } from 'undici';
 import { MeterConfigError } from './errors';
 import { registerSecret } from './redact';
 import type { MeterError } from './errors';
-import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy } from './types';
+import type { DurableEventStore } from './store/types';
+import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions } from './types';
 
 export const DEFAULT_API_BASE_URL = 'https://api.stripe.com';
 export const DEFAULT_METER_EVENTS_BASE_URL = 'https://meter-events.stripe.com';
@@ -59,8 +60,11 @@ const KNOWN_PAYLOAD_KEYS = new Set<string>(['customer', 'value']);
 const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
-  'logger', 'onError', 'onDrop', 'dispatcher',
+  'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store',
 ]);
+// The values are checked where the spool opens (SpoolStore.open), under the same `spool.` option names.
+const KNOWN_SPOOL_OPTIONS = new Set<string>(['path', 'durability', 'synchronous', 'maxBytes', 'resendWithinMs', 'ledgerRetentionMs']);
+const STORE_METHODS = ['push', 'shift', 'take', 'unshift', 'drain', 'hasRoomFor', 'markAttempted', 'settle', 'discard', 'recover', 'commit', 'ledger', 'close'] as const;
 
 export interface ResolvedConfig {
   readonly apiKey: string;
@@ -83,6 +87,8 @@ export interface ResolvedConfig {
   readonly onError: ((error: MeterError, events: readonly MeterEvent[]) => void) | undefined;
   readonly onDrop: ((events: readonly MeterEvent[], reason: DropReason) => void) | undefined;
   readonly dispatcher: Dispatcher | undefined;
+  readonly spool: Readonly<ReporterSpoolOptions> | undefined;
+  readonly store: DurableEventStore | undefined;
 }
 
 /** A value as it reads in an error message. */
@@ -215,6 +221,14 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     throw new MeterConfigError('stripeVersion', 'must be a non-empty string such as 2026-10-28.endive');
   }
 
+  const { spool, store } = options;
+  if (spool !== undefined) checkOptionKeys(spool, 'spool', KNOWN_SPOOL_OPTIONS, (shown) => `must be an object with a path, got ${shown}`);
+  if (store !== undefined) {
+    const missing = store === null || typeof store !== 'object' ? 'push' : STORE_METHODS.find((name) => typeof store[name] !== 'function');
+    if (missing !== undefined) throw new MeterConfigError('store', `must be a DurableEventStore (its ${missing}() is missing)`);
+    if (spool !== undefined) throw new MeterConfigError('store', 'cannot be given together with spool: the spool is a store; give one or the other');
+  }
+
   return Object.freeze({
     apiKey,
     livemode,
@@ -236,5 +250,7 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     onError: optionalFunction<ResolvedConfig['onError']>('onError', options.onError),
     onDrop: optionalFunction<ResolvedConfig['onDrop']>('onDrop', options.onDrop),
     dispatcher,
+    spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
+    store,
   });
 }

@@ -24,6 +24,7 @@ export type MeterErrorCode =
   | 'ERR_METER_SPOOL_READONLY'
   | 'ERR_METER_SPOOL_FULL'
   | 'ERR_METER_SPOOL_IO'
+  | 'ERR_METER_DELIVERY_UNCERTAIN'
   | 'ERR_METER_EVENT_REJECTED'
   | 'ERR_METER_WEBHOOK_SIGNATURE'
   | 'ERR_METER_WEBHOOK_EVENT'
@@ -145,6 +146,28 @@ export class MeterAdapterError extends MeterError {
   override readonly name = 'MeterAdapterError';
   constructor(message: string, cause?: unknown) {
     super('ERR_METER_ADAPTER', message, { cause });
+  }
+}
+
+/** One event a previous process left in the spool, possibly billed already: its identifier and first attempt. */
+export interface UncertainDelivery {
+  readonly identifier: string;
+  /** When a request carrying it was first sent (ms since the epoch). */
+  readonly firstAttemptAt: number;
+}
+
+/**
+ * Events found in the spool at start whose first attempt is older than Stripe's duplicate window
+ * allows resending (`spool.resendWithinMs`, 23 h): they may or may not be billed. They are not
+ * resent; reconcile them with Stripe by identifier (the events go to `onError` with this error).
+ */
+export class MeterUncertainError extends MeterError {
+  override readonly name = 'MeterUncertainError';
+  constructor(readonly deliveries: readonly UncertainDelivery[]) {
+    super(
+      'ERR_METER_DELIVERY_UNCERTAIN',
+      `${deliveries.length} meter event(s) from a previous process were first sent longer ago than spool.resendWithinMs (23 h by default) with no known outcome; they are not resent, as Stripe may no longer deduplicate them: reconcile them with Stripe by identifier`,
+    );
   }
 }
 

@@ -10,9 +10,24 @@ export {
   MeterDeliveryError,
   MeterAdapterError,
   MeterUnauthorizedError,
+  MeterSpoolError,
+  MeterUncertainError,
 } from './errors';
-export type { MeterErrorCode } from './errors';
+export type { MeterErrorCode, UncertainDelivery } from './errors';
 export type { EventStore, QueuedEvent } from './store/queue';
+// The store interface a spool, or a store of your own (Redis next), implements for the reporter.
+export type {
+  DurableEventStore,
+  SettleOutcome,
+  SpoolOptions,
+  SpoolDurability,
+  SpoolSynchronous,
+  RecoveredEvents,
+  UncertainEvent,
+  LedgerQuery,
+  LedgerRow,
+  LedgerTally,
+} from './store/types';
 export {
   METERING_STATE,
   claimRequest,
@@ -64,6 +79,7 @@ export type {
   FlushResult,
   MeterStats,
   MeterEventAdjustment,
+  ReporterSpoolOptions,
 } from './types';
 // Stripe's verdict read back: meter checks, signed meter error webhooks, reconciliation with the ledger.
 export { MeterRejectedEventError, MeterWebhookSignatureError, MeterWebhookError, MeterVerifyError } from './verdict/errors';

@@ -11,8 +11,9 @@ import { newIdempotencyKey } from './identifier';
 import { Intake } from './intake/intake';
 import { checkEventName, checkIdentifier } from './intake/validate';
 import { defaultLogger } from './logger';
-import { MemoryEventStore } from './store/queue';
-import type { EventStore } from './store/queue';
+import { MemoryDurableStore } from './store/memory-store';
+import { openSpoolOrMemory } from './store/spool-store';
+import type { DurableEventStore, LedgerQuery, LedgerRow } from './store/types';
 import { DirectTransport } from './transport/direct-transport';
 import { StripeHttp } from './transport/http';
 import { StreamTransport } from './transport/stream-transport';
@@ -65,12 +66,16 @@ export class MeterReporter {
   readonly #intake: Intake;
   readonly #counters = new Counters();
   readonly #hooks: Hooks;
-  readonly #store: EventStore = new MemoryEventStore();
+  readonly #store: DurableEventStore;
   readonly #recent = new RecentEvents();
 
   constructor(options: MeterReporterOptions) {
     this.#config = resolveConfig(options);
     this.#hooks = new Hooks(this.#config, this.#config.logger ?? defaultLogger);
+    const { spool, store } = this.#config;
+    // A spool that cannot be opened is told to onError here and replaced by memory; only a missing
+    // better-sqlite3 or a bad spool option throws, as a deployment mistake is not a condition to run through.
+    this.#store = store ?? (spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }) : new MemoryDurableStore());
     this.#delivery = new Delivery({
       config: this.#config,
       store: this.#store,
@@ -91,6 +96,7 @@ export class MeterReporter {
         : new DirectTransport(this.#config, this.#http);
     this.#delivery.useTransport(this.#transport);
     this.#intake = new Intake(this.#config, this.#store, this.#delivery, this.#counters);
+    this.#delivery.recover();
     this.warnOnSuspiciousConfig();
   }
 
@@ -121,7 +127,8 @@ export class MeterReporter {
 
   /**
    * Stops intake, delivers what is pending for up to `timeoutMs`, then hands the rest to `onDrop`
-   * with reason `shutdown` (identifiers kept: re-reporting them can never bill twice). Idempotent.
+   * with reason `shutdown` (identifiers kept: re-reporting them can never bill twice), or, with a
+   * spool, leaves it on disk for the next start (`kept`, no `onDrop`), and closes the store. Idempotent.
    * A bad `timeoutMs` rejects with `MeterConfigError` and changes nothing: a later `close()` works.
    */
   close(options: CloseOptions = {}): Promise<CloseResult> {
@@ -140,6 +147,7 @@ export class MeterReporter {
       delivered: c.delivered,
       failed: c.failed,
       dropped: { total: c.droppedTotal, ...c.dropped },
+      kept: c.kept,
       pending: queued + inFlight,
       queued,
       inFlight,
@@ -171,6 +179,19 @@ export class MeterReporter {
     }, false);
     if (outcome.ok) return outcome.value as MeterEventAdjustment;
     throw outcome.error instanceof MeterError ? outcome.error : new MeterDeliveryError(`The cancellation could not be sent after ${outcome.attempts} attempt(s)`, outcome.attempts, !isRetriable(outcome.error), outcome.error);
+  }
+
+  /**
+   * The usage ledger: per customer × event name × hour (of the events' timestamps), what `report()`
+   * accepted and what was delivered, failed, dropped or left uncertain. Kept in the spool across
+   * restarts, in memory without one. Throws `MeterConfigError` for a bad query, and, with a spool,
+   * `MeterClosedError` after `close()` and `MeterSpoolError` when the file cannot be read.
+   *
+   * @example
+   * const rows = reporter.ledger({ from: Date.now() - 86_400_000, to: Date.now(), customerId: 'cus_123' });
+   */
+  ledger(query: LedgerQuery): LedgerRow[] {
+    return this.#store.ledger(query);
   }
 
   /**

@@ -1,6 +1,7 @@
 // Public types of @metered/core: what users pass in and what they get back.
 import type { Dispatcher } from 'undici';
 import type { MeterError } from './errors';
+import type { DurableEventStore, SpoolOptions } from './store/types';
 
 /** How events reach Stripe. */
 export type DeliveryMode = 'stream' | 'direct';
@@ -193,7 +194,27 @@ export interface MeterReporterOptions {
    * @default a private keep-alive `Agent`
    */
   dispatcher?: Dispatcher;
+  /**
+   * Keeps accepted events in a SQLite file (`better-sqlite3@12`, an optional peer) until Stripe has
+   * them, so a crash, SIGKILL or deploy loses none past its durability point and the next start
+   * resends them with their identifiers. A spool that cannot be opened (locked by another process,
+   * damaged, read-only, full) is a coded error through `onError`, and the reporter runs in memory.
+   * @default undefined (events are kept in memory only)
+   */
+  spool?: ReporterSpoolOptions;
+  /**
+   * A store of your own (`DurableEventStore`) instead of the memory store or `spool`; the reporter
+   * recovers it at start and closes it in `close()`. Not with `spool`.
+   * @default undefined (the in-memory store)
+   */
+  store?: DurableEventStore;
 }
+
+/**
+ * The reporter's on-disk spool: `SpoolOptions` less `onError`, as the spool's errors go to the
+ * reporter's `onError` (with no events).
+ */
+export type ReporterSpoolOptions = Omit<SpoolOptions, 'onError'>;
 
 /** Options of `close()`. */
 export interface CloseOptions {
@@ -230,11 +251,16 @@ export interface CloseResult {
   failed: number;
   /** Events handed to `onDrop` with reason `shutdown`. */
   dropped: number;
+  /**
+   * Events left undelivered in a durable store (the spool) for the next process to resend: neither
+   * dropped nor handed to `onDrop`. Always 0 with the memory store.
+   */
+  kept: number;
 }
 
-/** Counters; at every moment `enqueued = delivered + failed + dropped.total + pending`. */
+/** Counters; at every moment `enqueued = delivered + failed + dropped.total + kept + pending`. */
 export interface MeterStats {
-  /** Events accepted by `report()`. */
+  /** Events accepted by `report()`, and events a previous process left in the spool that this one took over. */
   enqueued: number;
   /** Events Stripe acknowledged (a duplicate counts: Stripe already has it). */
   delivered: number;
@@ -242,6 +268,8 @@ export interface MeterStats {
   failed: number;
   /** Events dropped undelivered, by reason. */
   dropped: { total: number; overflow: number; shutdown: number; expired: number };
+  /** Events left in the durable store at `close()` for the next process (0 until then, and with the memory store). */
+  kept: number;
   /** Events accepted and not yet settled: `queued + inFlight`. */
   pending: number;
   /** Events waiting for a request. */

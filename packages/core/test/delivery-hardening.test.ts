@@ -37,7 +37,7 @@ describe('long timers', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(closed).toBe(false);
     held.release();
-    expect(await closing).toEqual({ delivered: 10, failed: 0, dropped: 0 });
+    expect(await closing).toEqual({ delivered: 10, failed: 0, dropped: 0, kept: 0 });
     expect(recorded.drops).toEqual([]);
   });
 
@@ -80,7 +80,7 @@ describe('close and flush options', () => {
     await expect(bad).rejects.toMatchObject({ code: 'ERR_METER_INVALID_OPTION', option: 'timeoutMs' });
     // Not half-closed: intake goes on and the next close() delivers everything.
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_1' })).not.toThrow();
-    expect(await reporter.close()).toEqual({ delivered: 2, failed: 0, dropped: 0 });
+    expect(await reporter.close()).toEqual({ delivered: 2, failed: 0, dropped: 0, kept: 0 });
   });
 
   it('a bad flush({ timeoutMs }) rejects with a coded error', async () => {

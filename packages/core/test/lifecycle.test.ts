@@ -123,7 +123,7 @@ describe('close', () => {
     const { reporter, recorded } = reporterFor(fake);
     for (let i = 0; i < 250; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
     const result = await reporter.close({ timeoutMs: 10_000 });
-    expect(result).toEqual({ delivered: 250, failed: 0, dropped: 0 });
+    expect(result).toEqual({ delivered: 250, failed: 0, dropped: 0, kept: 0 });
     expect(totalsFor(fake, 'api_requests')).toEqual({ cus_1: 250 });
     expect(recorded.drops).toEqual([]);
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_1' })).toThrow(MeterClosedError);
@@ -139,7 +139,7 @@ describe('close', () => {
     const closing = reporter.close({ timeoutMs: 200 });
     await until(() => held.triggered >= 1, 'the batch to be parked');
     const result = await closing;
-    expect(result).toEqual({ delivered: 0, failed: 0, dropped: 150 });
+    expect(result).toEqual({ delivered: 0, failed: 0, dropped: 150, kept: 0 });
     const dropped = recorded.drops.filter((d) => d.reason === 'shutdown').flatMap((d) => d.events.map((e) => e.identifier));
     expect(dropped.sort()).toEqual(Array.from({ length: 150 }, (_, i) => `c${i}`).sort());
     expect(reporter.stats()).toMatchObject({ pending: 0, dropped: { shutdown: 150 } });

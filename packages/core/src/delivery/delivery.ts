@@ -2,10 +2,11 @@
 import { setMaxListeners } from 'node:events';
 import { DEFAULT_CLOSE_TIMEOUT_MS } from '../config';
 import type { ResolvedConfig } from '../config';
-import { MeterDeliveryError, StripeApiError } from '../errors';
+import { MeterDeliveryError, MeterError, MeterUncertainError, StripeApiError } from '../errors';
 import { newIdempotencyKey } from '../identifier';
 import { EXPIRY_MARGIN_MS, MAX_EVENT_AGE_MS } from '../intake/validate';
-import type { EventStore, QueuedEvent } from '../store/queue';
+import type { QueuedEvent } from '../store/queue';
+import type { DurableEventStore } from '../store/types';
 import type { HttpObserver } from '../transport/http-observer';
 import type { Transport } from '../transport/transport';
 import type { CloseResult, DropReason, FlushResult } from '../types';
@@ -27,7 +28,7 @@ function refusesWholeBatch(error: unknown): boolean {
 /** What delivery is given by the reporter that wires it. */
 export interface DeliveryParts {
   readonly config: ResolvedConfig;
-  readonly store: EventStore;
+  readonly store: DurableEventStore;
   readonly counters: Counters;
   readonly hooks: Hooks;
   /** The intake sequence number of the last accepted event: what a flush waits for. */
@@ -39,7 +40,9 @@ export interface DeliveryParts {
 /**
  * Takes events out of the store in batches (or, in direct mode, one per free customer + meter key),
  * sends them at most `concurrency` at a time, retries them under the retry policy, and settles each
- * event exactly once: delivered, failed (to `onError`) or dropped (to `onDrop`).
+ * event exactly once: delivered, failed (to `onError`) or dropped (to `onDrop`), in the counters,
+ * the flush waiters and the store (whose ledger counts it) alike; or, at shutdown with a durable
+ * store, kept there for the next process.
  */
 export class Delivery {
   readonly breaker = new CredentialBreaker();
@@ -47,7 +50,7 @@ export class Delivery {
   readonly retryLoop: RetryLoop;
   private readonly abortController = new AbortController();
   private readonly config: ResolvedConfig;
-  private readonly store: EventStore;
+  private readonly store: DurableEventStore;
   private readonly counters: Counters;
   private readonly hooks: Hooks;
   private transport: Transport | undefined;
@@ -97,6 +100,28 @@ export class Delivery {
   useTransport(transport: Transport): void {
     this.transport = transport;
     if (transport.exclusiveKey) this.locks = new KeyLocks(transport.exclusiveKey.bind(transport));
+  }
+
+  /**
+   * Takes over what a previous process left in the store: resendable events are already queued at
+   * its head (same identifiers, so Stripe deduplicates any that arrived) and go out at once; expired
+   * ones go to `onDrop`; uncertain ones (first sent too long ago to resend safely) go to `onError`
+   * as `MeterUncertainError`, never resent. All of them count as enqueued, so stats() adds up.
+   */
+  recover(): void {
+    const { resend, expired, uncertain } = this.store.recover(Date.now());
+    this.counters.enqueued += resend.length + expired.length;
+    if (expired.length > 0) this.drop(expired, 'expired');
+    if (uncertain.length > 0) {
+      const events = uncertain.map((u) => u.event);
+      this.store.settle(events, 'uncertain');
+      this.hooks.error(new MeterUncertainError(uncertain.map((u) => ({ identifier: u.event.identifier, firstAttemptAt: u.firstAttemptAt }))), events);
+    }
+    if (resend.length > 0) {
+      this.hooks.logger.info?.({ code: 'METER_SPOOL_RECOVERED', resend: resend.length, expired: expired.length, uncertain: uncertain.length }, 'meter events recovered from the spool');
+      this.drainRequested = true;
+      this.schedulePump();
+    }
   }
 
   /** The signal every request and wait of this reporter listens to; aborted at shutdown. */
@@ -149,8 +174,11 @@ export class Delivery {
 
   // Counted at once (stats() adds up), told to onDrop once per turn: an outage overflowing a full
   // queue drops an event per report() call, and one hook call each was 899,600 calls in one run.
-  dropOverflow(event: QueuedEvent): void {
+  dropOverflow(event: QueuedEvent, stored: boolean): void {
     this.counters.dropped.overflow += 1;
+    // An event never pushed is counted in the ledger as accepted and dropped at once.
+    if (stored) this.store.settle([event], 'dropped');
+    else this.store.discard([event]);
     this.waiters.settle([event]);
     this.overflowed.push(event);
     if (this.overflowed.length === 1) queueMicrotask(() => this.notifyOverflow());
@@ -165,14 +193,30 @@ export class Delivery {
 
   private drop(events: readonly QueuedEvent[], reason: DropReason): void {
     this.counters.dropped[reason] += events.length;
+    this.store.settle(events, 'dropped');
     this.waiters.settle(events);
     // Overflow drops of this turn go first, so onDrop sees drops in the order they happened.
     this.notifyOverflow();
     this.hooks.drop(events, reason);
   }
 
+  /**
+   * Shutdown with a durable store: the events' rows stay for the next process, which resends them
+   * with their identifiers, so they are neither dropped nor told to onDrop. Otherwise they are
+   * dropped as `shutdown`.
+   */
+  private keepOrDrop(events: readonly QueuedEvent[]): void {
+    if (!this.store.durable) {
+      this.drop(events, 'shutdown');
+      return;
+    }
+    this.counters.kept += events.length;
+    this.waiters.settle(events);
+  }
+
   private fail(events: readonly QueuedEvent[], cause: unknown, attempts: number): void {
     this.counters.failed += events.length;
+    this.store.settle(events, 'failed');
     this.waiters.settle(events);
     const permanent = !isRetriable(cause);
     const reason = cause instanceof Error ? cause.message : String(cause);
@@ -228,7 +272,10 @@ export class Delivery {
     let live = batch;
     const outcome = await this.retryLoop.run(async () => {
       live = this.withoutExpired(live);
-      if (live.length > 0) await this.transport!.send(live, idempotencyKey, this.abortController.signal);
+      if (live.length === 0) return;
+      // On disk before the request can reach Stripe: a later process knows the outcome may be unknown.
+      this.store.markAttempted(live, Date.now());
+      await this.transport!.send(live, idempotencyKey, this.abortController.signal);
     });
     if (live.length === 0) return;
     if (!outcome.ok && !outcome.aborted && live.length > 1 && refusesWholeBatch(outcome.error)) {
@@ -246,9 +293,10 @@ export class Delivery {
     if (outcome.ok) {
       this.counters.delivered += live.length;
       this.counters.batchesSent += 1;
+      this.store.settle(live, 'delivered');
       this.waiters.settle(live);
     } else if (outcome.aborted) {
-      this.drop(live, 'shutdown');
+      this.keepOrDrop(live);
     } else {
       this.fail(live, outcome.error, outcome.attempts);
     }
@@ -266,8 +314,9 @@ export class Delivery {
   // ---- lifecycle ----
 
   // A script that ends without close(): its event loop empties and 'beforeExit' fires. A bounded
-  // flush holds the process for delivery; what is still pending after it goes to onDrop as
-  // 'shutdown' through close(). Nothing pending, nothing done, so the process exits on the next turn.
+  // flush holds the process for delivery; what is still pending after it goes through close():
+  // to onDrop as 'shutdown', or, with a durable store, left on disk for the next start. Nothing
+  // pending, nothing done, so the process exits on the next turn.
   private flushBeforeExit(): void {
     if (this.closed || this.exitFlush !== undefined || this.pendingCount() === 0) return;
     this.exitFlush = this.flush(DEFAULT_CLOSE_TIMEOUT_MS)
@@ -282,25 +331,36 @@ export class Delivery {
   private async shutdown(timeoutMs: number): Promise<CloseResult> {
     unwatchExit(this.beforeExit);
     const counters = this.counters;
-    const before = { delivered: counters.delivered, failed: counters.failed, shutdown: counters.dropped.shutdown };
+    const before = { delivered: counters.delivered, failed: counters.failed, shutdown: counters.dropped.shutdown, kept: counters.kept };
     await this.flush(timeoutMs);
 
-    // Whatever is left is stopped: in-flight requests are aborted, queued events dropped.
+    // Whatever is left is stopped: in-flight requests are aborted, queued events dropped (or kept on disk).
     this.abortController.abort();
     const leftovers = [...this.store.drain(), ...(this.locks?.drain() ?? [])];
-    if (leftovers.length > 0) this.drop(leftovers, 'shutdown');
+    if (leftovers.length > 0) this.keepOrDrop(leftovers);
     await Promise.allSettled([...this.deliveries]);
     this.notifyOverflow();
     // Everything is settled by now; any flush still waiting (one that raced the timeout) resolves with it.
     this.waiters.finishAll();
     clearInterval(this.flushTimer);
     await this.parts.closeTransport();
+    this.closeStore();
     const result: CloseResult = {
       delivered: counters.delivered - before.delivered,
       failed: counters.failed - before.failed,
       dropped: counters.dropped.shutdown - before.shutdown,
+      kept: counters.kept - before.kept,
     };
     this.hooks.logger.info?.({ code: 'METER_CLOSED', ...result }, 'meter reporter closed');
     return result;
+  }
+
+  // A store of the user's own may throw; close() still resolves, and the failure goes to onError.
+  private closeStore(): void {
+    try {
+      this.store.close();
+    } catch (error) {
+      this.hooks.error(error instanceof MeterError ? error : new MeterDeliveryError('The event store could not be closed', 0, false, error));
+    }
   }
 }

@@ -3,7 +3,8 @@ import type { ResolvedConfig } from '../config';
 import { MeterClosedError, MeterQueueFullError } from '../errors';
 import type { Counters } from '../delivery/counters';
 import type { Delivery } from '../delivery/delivery';
-import type { EventStore, QueuedEvent } from '../store/queue';
+import type { QueuedEvent } from '../store/queue';
+import type { DurableEventStore } from '../store/types';
 import type { MeterEventInput } from '../types';
 import { checkEvent } from './validate-event';
 
@@ -12,7 +13,7 @@ export class Intake {
 
   constructor(
     private readonly config: ResolvedConfig,
-    private readonly store: EventStore,
+    private readonly store: DurableEventStore,
     private readonly delivery: Delivery,
     private readonly counters: Counters,
   ) {}
@@ -36,24 +37,39 @@ export class Intake {
       throw error;
     }
 
-    if (this.delivery.queuedCount() >= this.config.maxQueueSize) {
+    if (this.delivery.queuedCount() >= this.config.maxQueueSize || !this.store.hasRoomFor(event)) {
       if (this.config.overflow === 'reject') {
         this.counters.rejected += 1;
         throw new MeterQueueFullError(this.config.maxQueueSize);
       }
       this.accept();
-      if (this.config.overflow === 'drop-newest') {
-        this.delivery.dropOverflow(event);
+      if (this.config.overflow === 'drop-newest' || !this.makeRoom(event)) {
+        this.delivery.dropOverflow(event, false);
         return event.identifier;
       }
-      const oldest = this.store.shift();
-      if (oldest !== undefined) this.delivery.dropOverflow(oldest);
     } else {
       this.accept();
     }
     this.store.push(event);
     if (this.store.size >= this.config.maxBatchSize) this.delivery.schedulePump();
     return event.identifier;
+  }
+
+  /**
+   * drop-oldest: drops queued events, oldest first, until `event` fits under both bounds. False when
+   * it cannot (the store's bytes are held by events in flight): the new event is dropped instead.
+   */
+  private makeRoom(event: QueuedEvent): boolean {
+    if (this.delivery.queuedCount() >= this.config.maxQueueSize) {
+      const oldest = this.store.shift();
+      if (oldest !== undefined) this.delivery.dropOverflow(oldest, true);
+    }
+    while (!this.store.hasRoomFor(event)) {
+      const oldest = this.store.shift();
+      if (oldest === undefined) return false;
+      this.delivery.dropOverflow(oldest, true);
+    }
+    return true;
   }
 
   private accept(): void {

@@ -76,7 +76,9 @@ export interface LedgerTally {
 export interface LedgerRow {
   /** Start of the hour, in milliseconds since the epoch (UTC). */
   readonly hour: number;
+  /** The events' Stripe customer id. */
   readonly customerId: string;
+  /** The events' meter `event_name`. */
   readonly eventName: string;
   /** Accepted by `report()`. */
   readonly accepted: LedgerTally;
@@ -102,6 +104,7 @@ export interface LedgerQuery {
 
 /** An event a previous process left whose first attempt is too old to resend. */
 export interface UncertainEvent {
+  /** The event as the spool kept it, identifier included. */
   readonly event: QueuedEvent;
   /** When a request carrying it was first attempted (ms since the epoch). */
   readonly firstAttemptAt: number;

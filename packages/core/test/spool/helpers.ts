@@ -66,11 +66,18 @@ export interface ChildHandle {
   kill(signal: NodeJS.Signals): void;
 }
 
+/** Where a child script lives and what it gets beyond this process's environment. */
+export interface ChildOptions {
+  /** The directory holding `children/` (default: this one's). */
+  readonly dir?: string;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** Starts `children/<name>.ts` under tsx, optionally behind a command prefix (`bash -c 'ulimit -f …'`, `setpriv …`). */
-export function startChild(name: string, args: readonly string[], prefix: readonly string[] = []): ChildHandle {
-  const script = path.join(__dirname, 'children', `${name}.ts`);
+export function startChild(name: string, args: readonly string[], prefix: readonly string[] = [], options: ChildOptions = {}): ChildHandle {
+  const script = path.join(options.dir ?? __dirname, 'children', `${name}.ts`);
   const command = [...prefix, process.execPath, '--import', 'tsx', script, ...args];
-  const child = spawn(command[0]!, command.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command[0]!, command.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   let stdout = '';
   let stderr = '';
   const waiters: Array<{ match: (line: string) => boolean; resolve: (line: string) => void }> = [];
