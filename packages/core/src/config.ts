@@ -4,7 +4,7 @@ import { MeterConfigError } from './errors';
 import { registerSecret } from './redact';
 import type { MeterError } from './errors';
 import type { DurableEventStore } from './store/types';
-import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions } from './types';
+import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
 
 export const DEFAULT_API_BASE_URL = 'https://api.stripe.com';
 export const DEFAULT_METER_EVENTS_BASE_URL = 'https://meter-events.stripe.com';
@@ -60,7 +60,7 @@ const KNOWN_PAYLOAD_KEYS = new Set<string>(['customer', 'value']);
 const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
-  'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store',
+  'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store', 'rateLimiter',
 ]);
 // The values are checked where the spool opens (SpoolStore.open), under the same `spool.` option names.
 const KNOWN_SPOOL_OPTIONS = new Set<string>(['path', 'durability', 'synchronous', 'maxBytes', 'resendWithinMs', 'ledgerRetentionMs']);
@@ -89,6 +89,7 @@ export interface ResolvedConfig {
   readonly dispatcher: Dispatcher | undefined;
   readonly spool: Readonly<ReporterSpoolOptions> | undefined;
   readonly store: DurableEventStore | undefined;
+  readonly rateLimiter: RequestLimiter | undefined;
 }
 
 /** A value as it reads in an error message. */
@@ -222,11 +223,21 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
   }
 
   const { spool, store } = options;
-  if (spool !== undefined) checkOptionKeys(spool, 'spool', KNOWN_SPOOL_OPTIONS, (shown) => `must be an object with a path, got ${shown}`);
+  if (spool !== undefined) {
+    if (spool === null || typeof spool !== 'object') throw new MeterConfigError('spool', `must be an object with a path, got ${show(spool)}`);
+    for (const key of Object.keys(spool)) {
+      if (!KNOWN_SPOOL_OPTIONS.has(key)) throw new MeterConfigError(`spool.${key}`, `is not an option of the spool (known: ${[...KNOWN_SPOOL_OPTIONS].join(', ')})`);
+    }
+  }
   if (store !== undefined) {
     const missing = store === null || typeof store !== 'object' ? 'push' : STORE_METHODS.find((name) => typeof store[name] !== 'function');
     if (missing !== undefined) throw new MeterConfigError('store', `must be a DurableEventStore (its ${missing}() is missing)`);
     if (spool !== undefined) throw new MeterConfigError('store', 'cannot be given together with spool: the spool is a store; give one or the other');
+  }
+
+  const rateLimiter = options.rateLimiter;
+  if (rateLimiter !== undefined && (rateLimiter === null || typeof rateLimiter !== 'object' || typeof rateLimiter.acquire !== 'function' || typeof rateLimiter.pauseUntil !== 'function')) {
+    throw new MeterConfigError('rateLimiter', 'must be a RequestLimiter (an object with acquire(signal) and pauseUntil(until))');
   }
 
   return Object.freeze({
@@ -252,5 +263,6 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     dispatcher,
     spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
     store,
+    rateLimiter,
   });
 }
