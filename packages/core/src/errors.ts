@@ -28,7 +28,12 @@ export type MeterErrorCode =
   | 'ERR_METER_EVENT_REJECTED'
   | 'ERR_METER_WEBHOOK_SIGNATURE'
   | 'ERR_METER_WEBHOOK_EVENT'
-  | 'ERR_METER_VERIFY_FAILED';
+  | 'ERR_METER_VERIFY_FAILED'
+  // @metered/redis: the shared queue and the account-wide limiter.
+  | 'ERR_METER_REDIS_UNAVAILABLE'
+  | 'ERR_METER_REDIS_LIMITER_FALLBACK'
+  | 'ERR_METER_REDIS_UNFLUSHED'
+  | 'ERR_METER_REDIS_BAD_ENTRY';
 
 /** Base class of every error metered throws or reports. */
 export class MeterError extends Error {

@@ -28,6 +28,11 @@ export type {
   LedgerRow,
   LedgerTally,
 } from './store/types';
+// Building blocks for stores and limiters of your own (@metered/redis uses them as its local fallbacks).
+export { MemoryDurableStore } from './store/memory-store';
+export { openSpoolOrMemory } from './store/spool-store';
+export { MemoryLedger } from './store/ledger';
+export { Pacer } from './delivery/pacer';
 export {
   METERING_STATE,
   claimRequest,
@@ -80,6 +85,7 @@ export type {
   MeterStats,
   MeterEventAdjustment,
   ReporterSpoolOptions,
+  RequestLimiter,
 } from './types';
 // Stripe's verdict read back: meter checks, signed meter error webhooks, reconciliation with the ledger.
 export { MeterRejectedEventError, MeterWebhookSignatureError, MeterWebhookError, MeterVerifyError } from './verdict/errors';

@@ -208,6 +208,24 @@ export interface MeterReporterOptions {
    * @default undefined (the in-memory store)
    */
   store?: DurableEventStore;
+  /**
+   * A request limiter of your own instead of the in-process token bucket, such as one shared by every
+   * instance of the app (`RedisRateLimiter` of `@metered/redis`); `maxRequestsPerSecond` is then unused.
+   * @default undefined (an in-process token bucket at `maxRequestsPerSecond`)
+   */
+  rateLimiter?: RequestLimiter;
+}
+
+/**
+ * Paces the reporter's requests to Stripe: `acquire()` is awaited before every request, and a 429
+ * with `Retry-After` calls `pauseUntil()`, as Stripe's limits are account-wide. Implement it to share
+ * one limit between processes; the default is an in-process token bucket (`Pacer`).
+ */
+export interface RequestLimiter {
+  /** Resolves once a request may start, its token taken; rejects only when `signal` aborts. */
+  acquire(signal?: AbortSignal): Promise<void>;
+  /** Holds every request until `until` (epoch ms); an earlier time than one already set changes nothing. */
+  pauseUntil(until: number): void;
 }
 
 /**

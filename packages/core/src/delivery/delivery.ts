@@ -9,7 +9,7 @@ import type { QueuedEvent } from '../store/queue';
 import type { DurableEventStore } from '../store/types';
 import type { HttpObserver } from '../transport/http-observer';
 import type { Transport } from '../transport/transport';
-import type { CloseResult, DropReason, FlushResult } from '../types';
+import type { CloseResult, DropReason, FlushResult, RequestLimiter } from '../types';
 import { CredentialBreaker } from './breaker';
 import type { Counters } from './counters';
 import { unwatchExit, watchExit } from './exit-hook';
@@ -46,7 +46,7 @@ export interface DeliveryParts {
  */
 export class Delivery {
   readonly breaker = new CredentialBreaker();
-  readonly pacer: Pacer;
+  readonly pacer: RequestLimiter;
   readonly retryLoop: RetryLoop;
   private readonly abortController = new AbortController();
   private readonly config: ResolvedConfig;
@@ -72,7 +72,8 @@ export class Delivery {
     ({ config: this.config, store: this.store, counters: this.counters, hooks: this.hooks } = parts);
     // Every request and every wait listens to this one signal: concurrency × (pacing + request + backoff).
     setMaxListeners(0, this.abortController.signal);
-    this.pacer = new Pacer(this.config.maxRequestsPerSecond);
+    // A limiter given in the options (one shared by every instance) replaces this process's own bucket.
+    this.pacer = this.config.rateLimiter ?? new Pacer(this.config.maxRequestsPerSecond);
     this.retryLoop = new RetryLoop(this.config, this.breaker, this.counters, this.hooks, this.hooks.logger, this.abortController.signal);
     this.flushTimer = setInterval(() => this.onFlushInterval(), this.config.flushIntervalMs);
     this.flushTimer.unref();

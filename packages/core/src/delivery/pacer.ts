@@ -1,5 +1,6 @@
 // Paces requests under Stripe's rate limit (a token bucket) and holds all sending during a 429 pause.
 import { setTimeout as delay } from 'node:timers/promises';
+import type { RequestLimiter } from '../types';
 
 const TOKEN_EPSILON = 1e-9;
 
@@ -8,7 +9,7 @@ const TOKEN_EPSILON = 1e-9;
  * no one-second window ever sees more than `rate` plus that sliver: staying under Stripe's limiter
  * instead of bouncing off it.
  */
-export class Pacer {
+export class Pacer implements RequestLimiter {
   private tokens: number;
   private last: number;
   private readonly burst: number;
