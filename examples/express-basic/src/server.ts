@@ -1,4 +1,4 @@
-// Runs the example API: `npm start -w @metered/example-express-basic` (PORT, HOST, STRIPE_SECRET_KEY, API_KEYS).
+// Runs the example API: `npm start -w @metered/example-express-basic` (PORT, HOST, STRIPE_SECRET_KEY, API_KEYS, METERED_SPOOL_PATH).
 import { meterUsage } from '@metered/express';
 import { createApp } from './app';
 import { DEMO_API_KEYS, parseApiKeys } from './customers';
@@ -11,7 +11,11 @@ const SHUTDOWN_TIMEOUT_MS = 10_000;
 async function main(): Promise<void> {
   const target = await connectStripe();
   const apiKeys = process.env.API_KEYS ? parseApiKeys(process.env.API_KEYS) : DEMO_API_KEYS;
-  const metering = meterUsage({ reporter: target.reporterOptions, identifier: 'idempotency-key' });
+  // METERED_SPOOL_PATH: accepted events wait in that file until Stripe has them, so a crash or a
+  // kill loses none and the next start resends them (needs the better-sqlite3 package).
+  const spoolPath = process.env.METERED_SPOOL_PATH;
+  const reporter = spoolPath ? { ...target.reporterOptions, spool: { path: spoolPath } } : target.reporterOptions;
+  const metering = meterUsage({ reporter, identifier: 'idempotency-key' });
   const app = createApp({ metering, apiKeys });
 
   const server = app.listen(Number(process.env.PORT ?? DEFAULT_PORT), process.env.HOST ?? DEFAULT_HOST, () => {

@@ -4,7 +4,10 @@ import { stripeTarget } from './stripe';
 
 async function main(): Promise<void> {
   const target = await stripeTarget();
-  const app = await createApp(target.reporter);
+  // METERED_SPOOL_PATH: accepted events wait in that file until Stripe has them, so a crash or a
+  // kill loses none and the next start resends them (needs the better-sqlite3 package).
+  const spoolPath = process.env.METERED_SPOOL_PATH;
+  const app = await createApp(spoolPath ? { ...target.reporter, spool: { path: spoolPath } } : target.reporter);
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, '127.0.0.1');
   const url = await app.getUrl();
