@@ -44,9 +44,12 @@ export {
   withTimeout,
 } from './request-metering';
 export type { RequestMeteringState } from './request-metering';
+export { eventsOfRequest, requestBaseIdentifier } from './request-events';
+export type { RequestUsageEvent, RequestEventsContext } from './request-events';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
 export { meterRequest, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
 export type { RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from './adapter-kit';
+export { whenResponseDone, whenHandlerEnds } from './response-end';
 export {
   DEFAULT_EVENT_NAME,
   DEFAULT_VALUE,
@@ -115,3 +118,5 @@ export type {
   ReconcileRow,
   ReconcileResult,
 } from './verdict/types';
+export { DEFAULT_VERIFY_METERS_MODE, checkVerifyMetersMode, verifyAtStartup } from './verdict/startup';
+export type { VerifyingReporter } from './verdict/startup';

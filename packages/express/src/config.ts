@@ -1,5 +1,6 @@
 // meterUsage() options are parsed once, here, into a frozen config; core checks what every adapter shares.
-import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, DEFAULT_VALUE, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
+import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, DEFAULT_VALUE, checkVerifyMetersMode, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
+import type { VerifyMetersMode } from '@metered/core';
 import { checkEventNameOption as checkEventName, checkValueOption as checkValue, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { ResolvedAdapterOptions } from '@metered/core';
 import type { Request, Response } from 'express';
@@ -16,7 +17,7 @@ export function defaultCustomer(req: Request, res: Response): string | undefined
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'reporter', 'eventName', 'customer', 'value', 'billIf', 'billAborted', 'abortGraceMs', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs',
+  'reporter', 'eventName', 'customer', 'value', 'billIf', 'billAborted', 'abortGraceMs', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs', 'verifyMeters',
 ]);
 
 export interface ResolvedOptions extends ResolvedAdapterOptions {
@@ -26,6 +27,7 @@ export interface ResolvedOptions extends ResolvedAdapterOptions {
   readonly billIf: BillIf;
   readonly billAborted: boolean;
   readonly resolveTimeoutMs: number;
+  readonly verifyMeters: VerifyMetersMode;
 }
 
 /** Checks a static event name the way Stripe will, or accepts a resolver. */
@@ -49,5 +51,6 @@ export function resolveOptions(options: MeterUsageOptions): ResolvedOptions {
     customer: optionalFunction<CustomerResolver>('customer', o.customer, defaultCustomer),
     value: checkValueOption('value', o.value ?? DEFAULT_VALUE),
     billIf: optionalFunction<BillIf>('billIf', o.billIf, defaultBillIf),
+    verifyMeters: checkVerifyMetersMode(o.verifyMeters),
   }));
 }

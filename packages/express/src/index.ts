@@ -1,6 +1,9 @@
 // @metered/express public API: an explicit list, nothing internal re-exported.
 export { meterUsage } from './meter-usage';
 export { meterRoute, skipMetering } from './route';
+export { meterErrorWebhook, DEFAULT_WEBHOOK_PATH } from './webhook';
+export { MeterRejectedEventError, MeterVerifyError } from '@metered/core';
+export type { VerifyMetersMode, VerifyMetersResult } from '@metered/core';
 export { closeOnSignal, DEFAULT_SHUTDOWN_SIGNALS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_SHUTDOWN_CLOSE_TIMEOUT_MS } from './close-on-signal';
 export type { RouteMiddleware } from './route';
 // The defaults every adapter shares, defined once in core.
@@ -17,6 +20,7 @@ export {
 export { setRequestUsage, skipRequestMetering, MeterReporter, MeterAdapterError, MeterConfigError } from '@metered/core';
 export type {
   MeteringMiddlewareOptions,
+  MeterErrorWebhookRouterOptions,
   MeterUsageOptions,
   MeteredRequest,
   MeteredUser,

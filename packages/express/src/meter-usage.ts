@@ -1,11 +1,10 @@
 // meterUsage(): the Express middleware that turns each handled request into one meter event.
-import { claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, reportMeteringFailure } from '@metered/core';
-import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from '@metered/core';
-import { AsyncResource } from 'node:async_hooks';
+import { claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, reportMeteringFailure, verifyAtStartup, whenHandlerEnds, whenResponseDone } from '@metered/core';
+import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding, VerifyMetersResult } from '@metered/core';
 import type { NextFunction, Request, Response } from 'express';
 import { resolveOptions } from './config';
 import type { ResolvedOptions } from './config';
-import { routeMeteringOf } from './route';
+import { routeEventNames, routeMeteringOf } from './route';
 import type { MeterUsageOptions, MeteringMiddleware, MeteringStats } from './types';
 
 /** One request, as core asks about it. */
@@ -37,53 +36,6 @@ function operationOf(req: Request): string {
   const pattern = (req as { route?: { path?: string | RegExp | Array<string | RegExp> } }).route?.path;
   if (pattern === undefined) return `${req.method} ${pathOf(req)}`;
   return `${req.method} ${req.baseUrl}${Array.isArray(pattern) ? pattern.map(String).join(',') : String(pattern)}`;
-}
-
-/**
- * Calls `done` once, when the response is over: sent, or abandoned by the client. Written here
- * rather than with on-finished: on Node ≥ 20 a ServerResponse always emits 'close' (after 'finish',
- * or when the connection goes), so one listener is enough, where on-finished puts four on the
- * response and its socket and takes them off again. That was ~14 µs of the ~50 µs metering added to
- * each request of the Express hello-world benchmark, by CPU profile (docs/BENCHMARKS.md). `done`
- * runs in the request's async context, as on-finished's callbacks do (AsyncLocalStorage users).
- */
-function whenResponseDone(res: Response, done: () => void): void {
-  const context = new AsyncResource('metered.response');
-  const fire = (): void => {
-    context.runInAsyncScope(done);
-  };
-  // A response whose connection is already gone emits no more 'close'.
-  if (res.closed || res.socket?.destroyed === true) setImmediate(fire);
-  else res.once('close', fire);
-}
-
-/**
- * Resolves when the handler ends `res` (`res.end()`, and so `res.json()`, `res.send()`…). Node emits
- * no event for a response ended after its socket closed, so `end` itself is wrapped: only on a
- * response whose client has left, only for the abort grace, and put back by `stop()`.
- */
-function whenHandlerEnds(res: Response): { ended: Promise<void>; stop: () => void } {
-  // Put back as it was found and only ever called with the response as `this`.
-  // eslint-disable-next-line @typescript-eslint/unbound-method
-  const original = res.end;
-  const ownEnd = Object.hasOwn(res, 'end');
-  let markEnded!: () => void;
-  const ended = new Promise<void>((resolve) => {
-    markEnded = resolve;
-  });
-  const wrapped = function (this: Response, ...args: unknown[]): unknown {
-    stop();
-    markEnded();
-    return Reflect.apply(original, this, args);
-  };
-  function stop(): void {
-    // Another wrapper installed after ours stays; ours then just forwards.
-    if (res.end !== wrapped) return;
-    if (ownEnd) res.end = original;
-    else delete (res as { end?: unknown }).end;
-  }
-  res.end = wrapped as Response['end'];
-  return { ended, stop };
 }
 
 /** Core's questions, answered for Express: the options, then a route's `meterRoute()` overrides over them. */
@@ -217,6 +169,10 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     async close(closeOptions?: CloseOptions): Promise<CloseResult | undefined> {
       await settled();
       return config.ownsReporter ? reporter.close(closeOptions) : undefined;
+    },
+    ready(readyOptions?: { eventNames?: readonly string[] }): Promise<VerifyMetersResult | undefined> {
+      const names = new Set([...(typeof config.eventName === 'string' ? [config.eventName] : []), ...routeEventNames(), ...(readyOptions?.eventNames ?? [])]);
+      return verifyAtStartup(reporter, [...names], config.verifyMeters);
     },
   });
 }

@@ -13,6 +13,13 @@ export interface RouteMetering {
 // Kept beside the request rather than on it: route overrides may hold functions, which core's
 // shared request state (plain values, read by every adapter) is not meant to carry.
 const routeMetering = new WeakMap<object, RouteMetering>();
+// Every static event name a meterRoute() was created with, for the start-up meter check.
+const declaredEventNames = new Set<string>();
+
+/** The static event names of every `meterRoute()` created so far. */
+export function routeEventNames(): string[] {
+  return [...declaredEventNames];
+}
 
 /** The overrides set on `req` by `meterRoute()`, if any. */
 export function routeMeteringOf(req: object): RouteMetering | undefined {
@@ -47,6 +54,7 @@ export function meterRoute(options: RouteMeteringOptions): RouteMiddleware {
     ...(options.value === undefined ? {} : { value: checkValueOption('value', options.value) }),
   });
 
+  if (typeof own.eventName === 'string') declaredEventNames.add(own.eventName);
   return function meterRouteMiddleware(req: Request, _res: Response, next: NextFunction): void {
     // A router-level meterRoute and a route-level one combine; the one closest to the handler wins.
     const outer = routeMetering.get(req);

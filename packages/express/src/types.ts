@@ -1,5 +1,5 @@
 // Public types of @metered/express: the middleware's options, its handle, and its counters.
-import type { CloseOptions, CloseResult, MeterReporter, MeterReporterOptions } from '@metered/core';
+import type { CloseOptions, CloseResult, MeterErrorWebhookOptions, MeterReporter, MeterReporterOptions, VerifyMetersMode, VerifyMetersResult } from '@metered/core';
 import type { NextFunction, Request, Response } from 'express';
 
 /** A usage amount as core accepts it: a positive integer as a number, bigint or string of digits. */
@@ -99,6 +99,11 @@ export interface MeteringMiddlewareOptions {
    * @default 1000
    */
   resolveTimeoutMs?: number;
+  /**
+   * What `metering.ready()` does with Stripe's meters: `'warn'` logs problems, `'fail'` rejects, `'off'` skips the check.
+   * @default 'warn'
+   */
+  verifyMeters?: VerifyMetersMode;
 }
 
 /**
@@ -167,6 +172,23 @@ export interface MeteringMiddleware {
    * owner: resolves with undefined).
    */
   close(options?: CloseOptions): Promise<CloseResult | undefined>;
+  /**
+   * Checks Stripe's meters for the middleware's event name and every `meterRoute()` event name (plus `eventNames`)
+   * as `verifyMeters` says: `'warn'` logs each problem, `'fail'` rejects with `MeterVerifyError` (code
+   * `ERR_METER_VERIFY_FAILED`) listing them all. A middleware cannot hold up start-up: await this before `listen()`.
+   */
+  ready(options?: { eventNames?: readonly string[] }): Promise<VerifyMetersResult | undefined>;
+}
+
+/** Options of `meterErrorWebhook()`. */
+export interface MeterErrorWebhookRouterOptions extends Omit<MeterErrorWebhookOptions, 'reporter'> {
+  /** The reporter whose `onError` hears of rejected events (`metering.reporter`). */
+  reporter: MeterReporter;
+  /**
+   * The path the router answers POSTs on.
+   * @default '/stripe/meter-errors'
+   */
+  path?: string;
 }
 
 /** Options of `closeOnSignal(server, metering, options)`. */
