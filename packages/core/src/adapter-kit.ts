@@ -3,6 +3,8 @@ import type { MeterValue } from './adapter-options';
 import { MeterAdapterError } from './errors';
 import type { MeterReporter } from './meter-reporter';
 import { redactSecrets } from './redact';
+import { eventsOfRequest } from './request-events';
+import type { RequestUsageEvent } from './request-events';
 import { identifierFromIdempotencyKey, withTimeout } from './request-metering';
 import type { RequestMeteringState } from './request-metering';
 import type { MeterEventInput } from './types';
@@ -52,6 +54,13 @@ export interface RequestMeteringAdapter<TRequest> {
   operation(request: TRequest): string;
   /** The event's dimensions; without this answer events carry none. */
   readonly dimensions?: (request: TRequest) => Readonly<Record<string, string>> | undefined;
+  /**
+   * The request's several events (a route billing several meters), unless the handler set its own;
+   * undefined for the one configured event. Without this answer, only a handler sets several.
+   */
+  readonly events?: (request: TRequest) => readonly RequestUsageEvent[] | undefined | Promise<readonly RequestUsageEvent[] | undefined>;
+  /** The Stripe Connect account (`acct_…`) billed for the request, or undefined for the platform; without this answer, the platform. */
+  readonly account?: (request: TRequest) => unknown;
   /** The request as it reads in an error message ("GET /v1/search"); never its query, which may carry secrets. */
   describe(request: TRequest): string;
   /** Where a failure goes when `reporter.handleError()` itself throws; without it, nowhere. */
@@ -59,7 +68,7 @@ export interface RequestMeteringAdapter<TRequest> {
 }
 
 /** Which step of metering a request failed, for the error message. */
-type Step = 'billIf' | 'customer resolver' | 'eventName resolver' | 'value resolver' | 'report()';
+type Step = 'billIf' | 'customer resolver' | 'account resolver' | 'eventName resolver' | 'value resolver' | 'report()';
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
@@ -192,23 +201,48 @@ export async function meterRequest<TRequest>(
       throw new StepError('customer resolver', new TypeError(`returned ${typeof customerId}; expected a Stripe customer id string or undefined`));
     }
 
+    let account = adapter.account === undefined ? undefined : ask('account resolver', timeoutMs, () => adapter.account!(request));
+    if (isThenable(account)) account = await account;
+    if (account !== undefined && account !== null && typeof account !== 'string') {
+      throw new StepError('account resolver', new TypeError(`returned ${typeof account}; expected a connected account id (acct_…) or undefined`));
+    }
+    // No account (undefined, null, '') bills the platform's own meters.
+    const connected = typeof account === 'string' && account !== '' ? account : undefined;
+    const header = adapter.idempotencyKeyHeader;
+    const keyHeader = header === undefined ? undefined : adapter.headers(request)[header];
+    const idempotency = typeof keyHeader === 'string' && keyHeader.length > 0 ? { key: keyHeader, operation: adapter.operation(request) } : undefined;
+
+    let several = usage.events ?? (adapter.events === undefined ? undefined : ask('value resolver', timeoutMs, () => adapter.events!(request)));
+    if (isThenable(several)) several = await several;
+    if (several !== undefined) {
+      const inputs = eventsOfRequest(several, { customerId, arrivedAt, idempotency, dimensions: adapter.dimensions?.(request), account: connected });
+      if (inputs.length === 0) return 'zeroValue';
+      // Every event is offered: one the reporter refuses does not cost the request its other meters.
+      let refused: unknown;
+      for (const input of inputs) {
+        try {
+          adapter.reporter.report(input);
+        } catch (error) {
+          refused ??= error;
+        }
+      }
+      if (refused !== undefined) throw new StepError('report()', refused);
+      return 'metered';
+    }
+
     let eventName = usage.eventName ?? ask('eventName resolver', timeoutMs, () => adapter.eventName(request));
     if (isThenable(eventName)) eventName = await eventName;
     let value = usage.value ?? ask('value resolver', timeoutMs, () => adapter.value(request));
     if (isThenable(value)) value = await value;
     if (isZero(value)) return 'zeroValue';
 
-    const header = adapter.idempotencyKeyHeader;
-    const idempotencyKey = header === undefined ? undefined : adapter.headers(request)[header];
     // Derived from customer, event name and operation too, so a client can only collapse its own
     // retries of one operation, never different requests that reuse a key.
-    const identifier =
-      typeof idempotencyKey === 'string' && idempotencyKey.length > 0
-        ? identifierFromIdempotencyKey(customerId, eventName, adapter.operation(request), idempotencyKey)
-        : undefined;
+    const identifier = idempotency === undefined ? undefined : identifierFromIdempotencyKey(customerId, eventName, idempotency.operation, idempotency.key);
 
     const event: MeterEventInput = { eventName, customerId, value, timestamp: arrivedAt, identifier };
     if (adapter.dimensions !== undefined) event.dimensions = adapter.dimensions(request);
+    if (connected !== undefined) event.account = connected;
     try {
       adapter.reporter.report(event);
     } catch (error) {

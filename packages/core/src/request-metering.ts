@@ -1,5 +1,6 @@
 // Framework-agnostic pieces of request metering, shared by @metered/express and @metered/nestjs.
 import { deriveIdentifier } from './identifier';
+import type { RequestUsageEvent } from './request-events';
 import { cancellableSleep } from './timers';
 
 /** The property under which a request carries its metering state; shared across adapters and copies of this package. */
@@ -15,6 +16,11 @@ export interface RequestMeteringState {
   eventName?: string;
   /** Set by the handler or a route to not bill this request. */
   skip?: boolean;
+  /**
+   * Several events set by the handler (`setRequestUsage(req, [...])`): they replace the single
+   * configured event, each with an identifier derived from the request's.
+   */
+  events?: readonly RequestUsageEvent[];
 }
 
 function stateOf(req: object): RequestMeteringState {
@@ -41,12 +47,31 @@ export function claimRequest(req: object): boolean {
   return true;
 }
 
-/** Lets a handler adjust how its own request is billed: the value, the event name, or not at all. */
-export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, 'claimed'>): void {
+/**
+ * Lets a handler adjust how its own request is billed: the value, the event name, or not at all; or,
+ * given an array, bill several meters at once (input and output tokens), one event per entry.
+ *
+ * @example
+ * setRequestUsage(req, [
+ *   { eventName: 'input_tokens', value: usage.input },
+ *   { eventName: 'output_tokens', value: usage.output },
+ * ]);
+ */
+export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, 'claimed' | 'events'> | readonly RequestUsageEvent[]): void {
   const state = stateOf(req);
+  if (isEventList(usage)) {
+    // A copy: the handler may reuse or change its array after the call; each entry is checked by report().
+    state.events = Object.freeze(usage.map((event) => Object.freeze({ ...event })));
+    return;
+  }
   if (usage.value !== undefined) state.value = usage.value;
   if (usage.eventName !== undefined) state.eventName = usage.eventName;
   if (usage.skip !== undefined) state.skip = usage.skip;
+}
+
+// Array.isArray does not narrow a readonly array out of a union.
+function isEventList(usage: unknown): usage is readonly RequestUsageEvent[] {
+  return Array.isArray(usage);
 }
 
 /** Excludes a request from metering (a health check, an internal route). */

@@ -38,6 +38,12 @@ export interface MeterEventInput {
   identifier?: string;
   /** Extra payload keys for the meter's dimensions; values are strings. */
   dimensions?: Readonly<Record<string, string>>;
+  /**
+   * The Stripe Connect account (`acct_…`) whose meter this usage goes to, sent as the `Stripe-Context`
+   * header; events of different accounts never share a session or a request.
+   * @default undefined (the platform's own account)
+   */
+  account?: string;
 }
 
 /** An accepted event, as handed to `onError` and `onDrop` (it can be re-reported as it is). */
@@ -50,6 +56,8 @@ export interface MeterEvent {
   readonly timestamp: number;
   readonly identifier: string;
   readonly dimensions?: Readonly<Record<string, string>> | undefined;
+  /** The connected account (`acct_…`), or undefined for the platform. */
+  readonly account?: string | undefined;
 }
 
 /** Retry policy for requests to Stripe. */

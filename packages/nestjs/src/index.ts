@@ -14,6 +14,7 @@ export type {
   MeteringOutcome,
   MeterUsageOptions,
   MeterUsageRouteOptions,
+  MeterUsageMeter,
   MeterValue,
   ValueResolver,
 } from './types';

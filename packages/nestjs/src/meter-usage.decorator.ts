@@ -3,7 +3,9 @@ import { MeterConfigError } from '@metered/core';
 import { SetMetadata } from '@nestjs/common';
 import { METER_USAGE_METADATA, SKIP_METERING_METADATA } from './metering.constants';
 import { checkEventName, checkValue } from './metering.options';
-import type { MeterUsageRouteOptions, MeterValue, ValueResolver } from './types';
+import { checkRouteMeters } from './route-meters';
+import type { RouteMeter } from './route-meters';
+import type { MeterUsageMeter, MeterUsageRouteOptions, MeterValue, ValueResolver } from './types';
 
 /** What `@MeterUsage()` records on a route or controller. */
 export interface RouteMetering {
@@ -12,6 +14,8 @@ export interface RouteMetering {
   /** Undefined: a value of 1. */
   readonly value: MeterValue | ValueResolver<unknown> | undefined;
   readonly dimensions: Readonly<Record<string, string>> | undefined;
+  /** Several meters (`@MeterUsage([...])`), billed instead of the one above; undefined for one. */
+  readonly meters?: readonly RouteMeter[] | undefined;
 }
 
 /** A decorator usable on a controller class or on one of its route methods. */
@@ -35,22 +39,37 @@ function checkDimensions(value: unknown): Readonly<Record<string, string>> | und
  * @param options The value billed per request (a number, or a function of the context and the
  * handler's result) and the event's dimensions.
  *
+ * Given an array, the route bills several meters per request, one event each, every identifier
+ * derived from the request's (so a retried request with an `Idempotency-Key` bills each meter once).
+ *
  * @example
  * ```ts
  * @MeterUsage('completion_tokens', { value: (_ctx, result: Completion) => result.usage.tokens })
  * @Post('completions')
  * complete(@Body() body: CompletionRequest): Promise<Completion> { … }
+ *
+ * @MeterUsage<Completion>([
+ *   { eventName: 'input_tokens', value: (_ctx, result) => result.usage.input },
+ *   { eventName: 'output_tokens', value: (_ctx, result) => result.usage.output },
+ * ])
+ * @Post('chat')
+ * chat(@Body() body: ChatRequest): Promise<Completion> { … }
  * ```
  */
 export function MeterUsage<TResult = unknown>(eventName?: string, options?: MeterUsageRouteOptions<TResult>): ClassOrMethodDecorator;
 export function MeterUsage<TResult = unknown>(options: MeterUsageRouteOptions<TResult>): ClassOrMethodDecorator;
+export function MeterUsage<TResult = unknown>(meters: readonly MeterUsageMeter<TResult>[]): ClassOrMethodDecorator;
 export function MeterUsage<TResult = unknown>(
-  eventNameOrOptions?: string | MeterUsageRouteOptions<TResult>,
+  eventNameOrOptions?: string | MeterUsageRouteOptions<TResult> | readonly MeterUsageMeter<TResult>[],
   maybeOptions?: MeterUsageRouteOptions<TResult>,
 ): ClassOrMethodDecorator {
+  if (isMeterList(eventNameOrOptions)) {
+    const several: RouteMetering = Object.freeze({ eventName: undefined, value: undefined, dimensions: undefined, meters: checkRouteMeters(eventNameOrOptions) });
+    return SetMetadata(METER_USAGE_METADATA, several);
+  }
   const named = typeof eventNameOrOptions === 'string' || eventNameOrOptions === undefined;
   const eventName = named ? eventNameOrOptions : undefined;
-  const options: MeterUsageRouteOptions<TResult> = (named ? maybeOptions : eventNameOrOptions) ?? {};
+  const options: MeterUsageRouteOptions<TResult> = (named ? maybeOptions : (eventNameOrOptions as MeterUsageRouteOptions<TResult>)) ?? {};
   // Checked when the class is declared, so a bad route fails at startup rather than on each request.
   if (typeof options !== 'object' || options === null) throw new MeterConfigError('@MeterUsage.options', 'must be an object with value and/or dimensions');
   for (const key of Object.keys(options)) {
@@ -62,6 +81,11 @@ export function MeterUsage<TResult = unknown>(
     dimensions: checkDimensions(options.dimensions),
   });
   return SetMetadata(METER_USAGE_METADATA, metering);
+}
+
+// Array.isArray does not narrow a readonly array out of a union.
+function isMeterList<TResult>(value: unknown): value is readonly MeterUsageMeter<TResult>[] {
+  return Array.isArray(value);
 }
 
 /**

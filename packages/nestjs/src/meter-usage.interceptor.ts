@@ -9,6 +9,7 @@ import onFinished from 'on-finished';
 import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
+import { resolveRouteMeters, staticMeters } from './route-meters';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
 import type { ResolvedMeteringConfig } from './metering.options';
 import type { MeteringOutcome } from './types';
@@ -76,6 +77,7 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     // The route's names, not its URL: ids in a path do not make a retry look like a new operation.
     operation: ({ context, rawRequest }) => `${rawRequest.method ?? ''} ${context.getClass().name}.${context.getHandler().name}`,
     dimensions: ({ route }) => route.dimensions,
+    events: ({ context, route, handler }) => (route.meters === undefined ? undefined : resolveRouteMeters(route.meters, context, handler.failed ? undefined : handler.result)),
     // The route's names, not its URL: a URL may carry tokens in its query string.
     describe: ({ context }) => `a request to ${context.getClass().name}.${context.getHandler().name}`,
     logFallback: (line) => logger.error(line),
@@ -199,6 +201,11 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * can be said up front: a value function runs after the response, too late for it.
    */
   private handOver(rawRequest: IncomingMessage, route: RouteMetering): void {
+    if (route.meters !== undefined) {
+      const known = staticMeters(route.meters);
+      if (known !== undefined) setRequestUsage(rawRequest, known);
+      return;
+    }
     if (typeof route.value === 'function') return;
     setRequestUsage(rawRequest, { eventName: route.eventName, value: route.value });
   }

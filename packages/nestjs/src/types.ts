@@ -150,6 +150,23 @@ export interface MeterUsageRouteOptions<TResult = unknown> {
   dimensions?: Readonly<Record<string, string>>;
 }
 
+/** One of several meters a route bills with `@MeterUsage([...])`. */
+export interface MeterUsageMeter<TResult = unknown> {
+  /** The meter's `event_name`. */
+  eventName: string;
+  /**
+   * How much of this meter one request uses: a positive integer, or a (possibly async) function of
+   * the execution context and the handler's result; 0 bills nothing for this meter.
+   * @default 1
+   */
+  value?: MeterValue | ValueResolver<TResult>;
+  /**
+   * Extra payload keys for this meter's dimensions.
+   * @default undefined
+   */
+  dimensions?: Readonly<Record<string, string>>;
+}
+
 /**
  * The old name of `MeterUsageRouteOptions`.
  * @deprecated Use `MeterUsageRouteOptions` (`@metered/express` has its own, different, `MeterUsageOptions`).

@@ -4,7 +4,7 @@ import { MeterValidationError } from '../errors';
 import { generateIdentifier } from '../identifier';
 import type { QueuedEvent } from '../store/queue';
 import type { MeterEvent, MeterEventInput, PayloadKeys } from '../types';
-import { checkCustomerId, checkDimensions, checkEventName, checkIdentifier, normalizeTimestamp, normalizeValue } from './validate';
+import { checkAccount, checkCustomerId, checkDimensions, checkEventName, checkIdentifier, normalizeTimestamp, normalizeValue } from './validate';
 
 /**
  * Validates and normalizes one event as `MeterReporter.report()` does (value as a string of digits,
@@ -25,7 +25,7 @@ export function checkEvent(input: MeterEventInput, customerKey: string, valueKey
   if (input === null || typeof input !== 'object') {
     throw new MeterValidationError('ERR_METER_INVALID_EVENT', 'event', 'must be an object with eventName and customerId');
   }
-  return {
+  const event: QueuedEvent = {
     eventName: checkEventName(input.eventName),
     customerId: checkCustomerId(input.customerId),
     value: normalizeValue(input.value),
@@ -34,6 +34,9 @@ export function checkEvent(input: MeterEventInput, customerKey: string, valueKey
     dimensions: checkDimensions(input.dimensions, customerKey, valueKey),
     seq,
   };
+  // Only set when given: platform events keep the shape (and the encoder's fast path) they always had.
+  if (input.account !== undefined) (event as { account?: string }).account = checkAccount(input.account);
+  return event;
 }
 
 /** Validates a cancellation as `MeterReporter.cancel()` does; throws `MeterValidationError`. */

@@ -216,3 +216,16 @@ export function checkDimensions(
   }
   return Object.freeze(copy);
 }
+
+// Stripe account ids are `acct_` and letters and digits; a context path (`acct_1/acct_2`) is not taken:
+// meter events name the one account they bill.
+const ACCOUNT_ID = /^acct_[A-Za-z0-9]{1,250}$/;
+
+/** A connected account: `acct_` and 1–250 letters or digits, or undefined for the platform. */
+export function checkAccount(account: unknown): string | undefined {
+  if (account === undefined) return undefined;
+  if (typeof account !== 'string' || !ACCOUNT_ID.test(account)) {
+    throw new MeterValidationError('ERR_METER_INVALID_ACCOUNT', 'account', `must be a Stripe connected account id (acct_ and letters or digits), got ${typeof account === 'string' ? JSON.stringify(account.slice(0, 40)) : typeof account}`);
+  }
+  return account;
+}
