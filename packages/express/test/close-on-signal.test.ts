@@ -155,7 +155,7 @@ describe('closeOnSignal', () => {
     expect(await get(port, '/v1/search')).toBe(200);
     const result = await handle.shutdown();
     expect(order).toEqual(['server closed', 'metering closing']);
-    expect(result).toEqual({ signal: undefined, drained: true, metering: { delivered: 1, failed: 0, dropped: 0 } });
+    expect(result).toEqual({ signal: undefined, drained: true, metering: { delivered: 1, failed: 0, dropped: 0, kept: 0 } });
     expect(suite.fake.events()).toHaveLength(1);
     expect({ term: process.listenerCount('SIGTERM'), int: process.listenerCount('SIGINT') }).toEqual(before);
     // Called again, it is the same shutdown.

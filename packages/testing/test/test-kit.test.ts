@@ -91,7 +91,7 @@ describe('createTestReporter', () => {
 
   it('refuses reports after close(), as a real reporter does', async () => {
     const reporter = createTestReporter();
-    await expect(reporter.close()).resolves.toEqual({ delivered: 0, failed: 0, dropped: 0 });
+    await expect(reporter.close()).resolves.toEqual({ delivered: 0, failed: 0, dropped: 0, kept: 0 });
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_a' })).toThrow(expect.objectContaining({ code: 'ERR_METER_CLOSED' }));
     await expect(reporter.cancel({ eventName: 'api_requests', identifier: 'x' })).rejects.toMatchObject({ code: 'ERR_METER_CLOSED' });
   });

@@ -39,7 +39,8 @@ describe.each<SpoolDurability>(['event', 'turn'])("a reporter with spool durabil
       child.kill('SIGKILL');
       const { signal, stdout, stderr } = await child.done;
       expect(signal).toBe('SIGKILL');
-      expect(stderr).not.toMatch(/onError|onDrop/);
+      expect(stdout).not.toMatch(/onError|onDrop/);
+      expect(stderr).toBe('');
       const ids = lines(stdout).filter((line) => line.startsWith(`${prefix}_`));
       for (const id of ids) printed.add(id);
       lastPrinted.set(prefix, Math.max(...ids.map((id) => Number(id.slice(prefix.length + 1)))));
@@ -48,6 +49,7 @@ describe.each<SpoolDurability>(['event', 'turn'])("a reporter with spool durabil
     const drain = run(file, durability, 'drain', 'drain');
     const { code, stdout, stderr } = await drain.done;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).not.toMatch(/onError|onDrop/);
     const summary = JSON.parse(lines(stdout).find((line) => line.startsWith('{'))!) as { settled: boolean; result: { kept: number; dropped: number } };
     expect(summary.settled).toBe(true);
     expect(summary.result).toMatchObject({ kept: 0, dropped: 0 });
