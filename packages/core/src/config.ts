@@ -2,6 +2,10 @@
 import type { Dispatcher } from 'undici';
 import { MeterConfigError } from './errors';
 import { registerSecret } from './redact';
+import type { ResolvedAggregate } from './aggregate/aggregator';
+import { resolveAggregate } from './aggregate/options';
+import { resolveMetrics } from './metrics/metrics';
+import type { ResolvedMetrics } from './metrics/metrics';
 import type { MeterError } from './errors';
 import type { DurableEventStore } from './store/types';
 import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
@@ -60,7 +64,7 @@ const KNOWN_PAYLOAD_KEYS = new Set<string>(['customer', 'value']);
 const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
-  'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store', 'rateLimiter',
+  'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store', 'rateLimiter', 'aggregate', 'instanceId', 'waitUntil', 'metrics',
 ]);
 // The values are checked where the spool opens (SpoolStore.open), under the same `spool.` option names.
 const KNOWN_SPOOL_OPTIONS = new Set<string>(['path', 'durability', 'synchronous', 'maxBytes', 'resendWithinMs', 'ledgerRetentionMs']);
@@ -90,6 +94,9 @@ export interface ResolvedConfig {
   readonly spool: Readonly<ReporterSpoolOptions> | undefined;
   readonly store: DurableEventStore | undefined;
   readonly rateLimiter: RequestLimiter | undefined;
+  readonly aggregate: ResolvedAggregate | undefined;
+  readonly waitUntil: ((promise: Promise<unknown>) => void) | undefined;
+  readonly metrics: ResolvedMetrics;
 }
 
 /** A value as it reads in an error message. */
@@ -264,5 +271,8 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
     store,
     rateLimiter,
+    aggregate: resolveAggregate(options.aggregate, options.instanceId),
+    waitUntil: optionalFunction<ResolvedConfig['waitUntil']>('waitUntil', options.waitUntil),
+    metrics: resolveMetrics(options.metrics),
   });
 }

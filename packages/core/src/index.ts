@@ -45,6 +45,8 @@ export {
 } from './request-metering';
 export type { RequestMeteringState } from './request-metering';
 export { eventsOfRequest, requestBaseIdentifier } from './request-events';
+export { METRICS_SCOPE } from './metrics/metrics';
+export { MAX_AGGREGATE_WINDOW_MS, DEFAULT_AGGREGATE_GRACE_MS } from './aggregate/options';
 export type { RequestUsageEvent, RequestEventsContext } from './request-events';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
 export { meterRequest, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
@@ -89,6 +91,9 @@ export type {
   MeterEventAdjustment,
   ReporterSpoolOptions,
   RequestLimiter,
+  AggregateOptions,
+  MetricsOptions,
+  MetricsMeterProvider,
 } from './types';
 // Stripe's verdict read back: meter checks, signed meter error webhooks, reconciliation with the ledger.
 export { MeterRejectedEventError, MeterWebhookSignatureError, MeterWebhookError, MeterVerifyError } from './verdict/errors';

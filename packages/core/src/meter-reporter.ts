@@ -2,15 +2,18 @@
 import { inspect } from 'node:util';
 import { DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_FLUSH_TIMEOUT_MS, resolveConfig } from './config';
 import type { ResolvedConfig } from './config';
+import { Aggregator } from './aggregate/aggregator';
 import { Counters } from './delivery/counters';
 import { Delivery } from './delivery/delivery';
+import { unwatchExit, watchExit } from './delivery/exit-hook';
 import { Hooks } from './delivery/hooks';
 import { isKeyRefused, isRetriable } from './delivery/retry';
-import { MeterClosedError, MeterConfigError, MeterDeliveryError, MeterError, MeterUnauthorizedError } from './errors';
+import { MeterAdapterError, MeterClosedError, MeterConfigError, MeterDeliveryError, MeterError, MeterUnauthorizedError } from './errors';
 import { newIdempotencyKey } from './identifier';
 import { Intake } from './intake/intake';
 import { checkEventName, checkIdentifier } from './intake/validate';
 import { defaultLogger } from './logger';
+import { ReporterMetrics } from './metrics/metrics';
 import { MemoryDurableStore } from './store/memory-store';
 import { openSpoolOrMemory } from './store/spool-store';
 import type { DurableEventStore, LedgerQuery, LedgerRow } from './store/types';
@@ -68,6 +71,15 @@ export class MeterReporter {
   readonly #hooks: Hooks;
   readonly #store: DurableEventStore;
   readonly #recent = new RecentEvents();
+  readonly #aggregator: Aggregator | undefined;
+  readonly #metrics: ReporterMetrics;
+  // A turn's reports share one waitUntil promise: one flush per turn, not one per event.
+  #waitUntilTurn = false;
+  // An aggregating script that never calls close(): its open folds are queued and delivered before it exits.
+  readonly #closeFoldsBeforeExit = (): void => {
+    if ((this.#aggregator?.openCount ?? 0) === 0 || this.#delivery.closed) return;
+    void this.flush();
+  };
 
   constructor(options: MeterReporterOptions) {
     this.#config = resolveConfig(options);
@@ -82,6 +94,7 @@ export class MeterReporter {
       counters: this.#counters,
       hooks: this.#hooks,
       lastSeq: () => this.#intake.lastSeq,
+      onBatchDelivered: (ms) => this.#metrics.recordDelivery(ms),
       closeTransport: async () => {
         this.#transport.dispose?.();
         await this.#http.close();
@@ -96,6 +109,18 @@ export class MeterReporter {
         : new DirectTransport(this.#config, this.#http);
     this.#delivery.useTransport(this.#transport);
     this.#intake = new Intake(this.#config, this.#store, this.#delivery, this.#counters);
+    const { aggregate } = this.#config;
+    if (aggregate !== undefined) {
+      this.#aggregator = new Aggregator({
+        config: aggregate,
+        customerKey: this.#config.customerKey,
+        valueKey: this.#config.valueKey,
+        emit: (event) => this.#intake.report(event),
+        onEmitError: (error, event) => this.#hooks.error(error instanceof MeterError ? error : new MeterAdapterError(`A folded event of ${event.eventName} could not be queued`, error)),
+      });
+      watchExit(this.#closeFoldsBeforeExit);
+    }
+    this.#metrics = new ReporterMetrics(this.#config.metrics, { stats: () => this.stats(), openFolds: () => this.#aggregator?.openCount ?? 0 }, this.#config.mode);
     this.#delivery.recover();
     this.warnOnSuspiciousConfig();
   }
@@ -107,10 +132,49 @@ export class MeterReporter {
    * `MeterClosedError`; nothing is enqueued then.
    */
   report(input: MeterEventInput): string {
-    const identifier = this.#intake.report(input);
+    const aggregator = this.#aggregator;
+    const identifier = aggregator !== undefined && aggregator.takes(input?.eventName) ? this.#fold(aggregator, input) : this.#intake.report(input);
     // Stripe's error reports name only identifiers; remembering who they billed lets the webhook say which customer.
     this.#recent.remember(identifier, input.eventName, input.customerId);
+    if (this.#config.waitUntil !== undefined) this.#handToWaitUntil(this.#config.waitUntil);
     return identifier;
+  }
+
+  /** report() for an event of an aggregated meter: validated alike, counted as rejected alike, folded instead of queued. */
+  #fold(aggregator: Aggregator, input: MeterEventInput): string {
+    if (this.#delivery.closed) {
+      this.#counters.rejected += 1;
+      throw new MeterClosedError();
+    }
+    try {
+      return aggregator.add(input);
+    } catch (error) {
+      this.#counters.rejected += 1;
+      throw error;
+    }
+  }
+
+  /**
+   * Hands the runtime's waitUntil one promise per turn of reports: it settles once they are delivered
+   * (a flush on the next turn, so every report of the handler's synchronous part is in it), and never rejects.
+   */
+  #handToWaitUntil(waitUntil: (promise: Promise<unknown>) => void): void {
+    if (this.#waitUntilTurn) return;
+    this.#waitUntilTurn = true;
+    const delivered = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => {
+        this.#waitUntilTurn = false;
+        return this.flush();
+      })
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+    try {
+      waitUntil(delivered);
+    } catch (error) {
+      this.#hooks.error(new MeterAdapterError('The waitUntil hook threw; delivery goes on on the reporter\'s timers', error));
+    }
   }
 
   /**
@@ -122,6 +186,8 @@ export class MeterReporter {
   flush(options: FlushOptions = {}): Promise<FlushResult> {
     const timeoutMs = checkTimeout(options?.timeoutMs, DEFAULT_FLUSH_TIMEOUT_MS);
     if (timeoutMs instanceof MeterConfigError) return Promise.reject(timeoutMs);
+    // Open folds are what a flush means to deliver too: their windows close early.
+    this.#aggregator?.closeAll();
     return this.#delivery.flush(timeoutMs);
   }
 
@@ -134,7 +200,13 @@ export class MeterReporter {
   close(options: CloseOptions = {}): Promise<CloseResult> {
     const timeoutMs = checkTimeout(options?.timeoutMs, DEFAULT_CLOSE_TIMEOUT_MS);
     if (timeoutMs instanceof MeterConfigError) return Promise.reject(timeoutMs);
-    return this.#delivery.close(timeoutMs);
+    if (this.#aggregator !== undefined && !this.#delivery.closed) {
+      unwatchExit(this.#closeFoldsBeforeExit);
+      this.#aggregator.closeAll();
+      this.#aggregator.dispose();
+    }
+    // Counters keep being exported until the close is over, so the last scrape sees its outcome.
+    return this.#delivery.close(timeoutMs).finally(() => this.#metrics.shutdown());
   }
 
   /** Counters; `enqueued = delivered + failed + dropped.total + pending` holds at every moment. */
@@ -217,7 +289,26 @@ export class MeterReporter {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return verifyMeters((path) => this.readStripe(path), checked, { customer: this.#config.customerKey, value: this.#config.valueKey });
+    return verifyMeters((path) => this.readStripe(path), checked, { customer: this.#config.customerKey, value: this.#config.valueKey }).then((result) => {
+      this.#refuseNonSumFolds(result);
+      return result;
+    });
+  }
+
+  // A meter the app declared as sum but Stripe aggregates otherwise (count, last) would be billed wrongly once folded.
+  #refuseNonSumFolds(result: VerifyMetersResult): void {
+    const aggregator = this.#aggregator;
+    if (aggregator === undefined) return;
+    for (const meter of result.meters) {
+      if (!aggregator.takes(meter.eventName) || meter.formula === undefined || meter.formula === 'sum') continue;
+      aggregator.refuse(meter.eventName);
+      this.#hooks.error(
+        new MeterConfigError(
+          `aggregate.meters.${meter.eventName}`,
+          `is declared 'sum' but Stripe's meter ${meter.meterId ?? ''} aggregates with '${meter.formula}': its events are no longer folded, and go to Stripe one by one`,
+        ),
+      );
+    }
   }
 
   /** GETs a Stripe API path with the reporter's key, paced with its requests (the meter error webhook fetches thin events with it). */

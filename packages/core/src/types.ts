@@ -222,6 +222,72 @@ export interface MeterReporterOptions {
    * @default undefined (an in-process token bucket at `maxRequestsPerSecond`)
    */
   rateLimiter?: RequestLimiter;
+  /**
+   * Folds the events of the named sum meters per account × customer × meter × dimensions × window into
+   * one event (values summed exactly), cutting Stripe requests by the events per fold. The open window
+   * lives in memory until it ends (+ `graceMs`), `flush()` or `close()`: a crash loses it, spool or not.
+   * @default undefined (every event is sent as it is)
+   */
+  aggregate?: AggregateOptions;
+  /**
+   * Names this reporter in the identifiers of its folded events (`aggregate`): stable for one
+   * deployment slot (a pod name, a worker id). Two instances running at once must not share it.
+   * @default a random id per reporter
+   */
+  instanceId?: string;
+  /**
+   * Serverless runtimes (Vercel, Cloudflare Workers, Netlify): called with a promise that settles
+   * once the events reported in this turn are delivered (or failed, or dropped), so the runtime keeps
+   * the function alive for it after the response, as `ctx.waitUntil(promise)` does. Never rejects.
+   * @default undefined (delivery runs on the reporter's own timers)
+   */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /**
+   * OpenTelemetry metrics through `@opentelemetry/api` (an optional peer; without it, nothing is
+   * recorded): events enqueued, delivered, failed, dropped by reason, retries, 429s, queue depth
+   * and delivery latency, under `metered.*` names.
+   * @default { enabled: true } on the global MeterProvider (a no-op until an SDK registers one)
+   */
+  metrics?: MetricsOptions;
+}
+
+/** Options of `aggregate`: which sum meters are folded, over which window. */
+export interface AggregateOptions {
+  /**
+   * The window events are folded over (1 ms to 1 h); a fold's timestamp is inside it.
+   * @default none: required
+   */
+  windowMs: number;
+  /**
+   * The meters to fold, each with its Stripe aggregation formula, which must be `'sum'` (a count or
+   * last meter would bill a fold differently). Events of other meters are sent as they are.
+   * @default none: required
+   */
+  meters: Readonly<Record<string, 'sum'>>;
+  /**
+   * How long after its end a window stays open for reports that arrive late (0 to `windowMs`).
+   * @default 1000 (or windowMs, if shorter)
+   */
+  graceMs?: number;
+}
+
+/** A MeterProvider of `@opentelemetry/api` (the shape the reporter uses). */
+export interface MetricsMeterProvider {
+  getMeter(name: string, version?: string): unknown;
+}
+
+/** Options of `metrics`. */
+export interface MetricsOptions {
+  /**
+   * Whether the reporter records metrics at all.
+   * @default true
+   */
+  enabled?: boolean;
+  /**
+   * The MeterProvider to record on (an SDK's `MeterProvider`).
+   * @default the global provider of `@opentelemetry/api` (`metrics.getMeterProvider()`)
+   */
+  meterProvider?: MetricsMeterProvider;
 }
 
 /**

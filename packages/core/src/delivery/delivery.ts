@@ -35,6 +35,8 @@ export interface DeliveryParts {
   readonly lastSeq: () => number;
   /** Closes what the transport holds (sessions, the HTTP pool) once nothing is in flight. */
   readonly closeTransport: () => Promise<void>;
+  /** Told of each batch Stripe acknowledged, with the time from its first attempt (the latency metric). */
+  readonly onBatchDelivered?: (ms: number) => void;
 }
 
 /**
@@ -270,6 +272,7 @@ export class Delivery {
 
   private async deliver(batch: QueuedEvent[]): Promise<void> {
     const idempotencyKey = newIdempotencyKey();
+    const startedAt = Date.now();
     let live = batch;
     const outcome = await this.retryLoop.run(async () => {
       live = this.withoutExpired(live);
@@ -294,6 +297,7 @@ export class Delivery {
     if (outcome.ok) {
       this.counters.delivered += live.length;
       this.counters.batchesSent += 1;
+      this.parts.onBatchDelivered?.(Date.now() - startedAt);
       this.store.settle(live, 'delivered');
       this.waiters.settle(live);
     } else if (outcome.aborted) {
