@@ -23,12 +23,24 @@ const COLUMN_INDEX: Readonly<Record<LedgerColumn, number>> = { accepted: 0, deli
 /** Ledger cells keyed by hour, customer and event name; adding is O(1) and exact. */
 export class LedgerCells {
   readonly cells = new Map<string, LedgerCell>();
+  // report() adds a cell per event: runs of one customer, meter and value skip the key string, the
+  // map lookup and the BigInt parse (together most of the ledger's cost on the hot path).
+  private lastCell: LedgerCell | undefined;
+  private lastValue = '';
+  private lastValueBig = 0n;
 
   add(event: MeterEvent, column: LedgerColumn): void {
-    const cell = this.cellOf(event.timestamp - (event.timestamp % HOUR_MS), event.customerId, event.eventName);
+    const hour = event.timestamp - (event.timestamp % HOUR_MS);
+    const last = this.lastCell;
+    const cell = last !== undefined && last.hour === hour && last.customerId === event.customerId && last.eventName === event.eventName ? last : this.cellOf(hour, event.customerId, event.eventName);
+    this.lastCell = cell;
+    if (event.value !== this.lastValue) {
+      this.lastValueBig = BigInt(event.value);
+      this.lastValue = event.value;
+    }
     const i = COLUMN_INDEX[column];
     cell.counts[i]! += 1;
-    cell.sums[i]! += BigInt(event.value);
+    cell.sums[i]! += this.lastValueBig;
   }
 
   /** Adds another cell's counts and sums to this set's cell of the same key. */
@@ -61,6 +73,7 @@ export class LedgerCells {
 
   clear(): void {
     this.cells.clear();
+    this.lastCell = undefined;
   }
 }
 
