@@ -73,10 +73,11 @@ export interface MetricsSource {
  */
 export class ReporterMetrics {
   private readonly histogram: { record(value: number, attributes?: Attributes): void } | undefined;
-  private readonly unregister: (() => void) | undefined;
+  private source: MetricsSource;
   private latencyAttributes: Attributes = {};
 
   constructor(config: ResolvedMetrics, source: MetricsSource, mode: string) {
+    this.source = source;
     if (!config.enabled) return;
     const provider = config.meterProvider ?? loadApi()?.metrics.getMeterProvider();
     if (provider === undefined) return;
@@ -101,7 +102,7 @@ export class ReporterMetrics {
     const attributes: Attributes = { mode };
     const observables = [enqueued, delivered, failed, dropped, rejected, requests, retries, rateLimited, depth, inFlight, folds];
     const observe = (result: ObservableResult): void => {
-      const s = source.stats();
+      const s = this.source.stats();
       result.observe(enqueued, s.enqueued, attributes);
       result.observe(delivered, s.delivered, attributes);
       result.observe(failed, s.failed, attributes);
@@ -112,10 +113,9 @@ export class ReporterMetrics {
       result.observe(rateLimited, s.rateLimited, attributes);
       result.observe(depth, s.queued, attributes);
       result.observe(inFlight, s.inFlight, attributes);
-      result.observe(folds, source.openFolds(), attributes);
+      result.observe(folds, this.source.openFolds(), attributes);
     };
     meter.addBatchObservableCallback(observe, observables);
-    this.unregister = () => meter.removeBatchObservableCallback(observe, observables);
     this.latencyAttributes = attributes;
   }
 
@@ -124,8 +124,12 @@ export class ReporterMetrics {
     this.histogram?.record(ms, this.latencyAttributes);
   }
 
-  /** Stops observing (close): a closed reporter's counters stop being exported. */
+  /**
+   * At close: the final counters go on being exported as they are (a scrape after the close sees its
+   * drops), from a snapshot, so the provider's callback no longer holds the reporter.
+   */
   shutdown(): void {
-    this.unregister?.();
+    const final = this.source.stats();
+    this.source = { stats: () => final, openFolds: () => 0 };
   }
 }
