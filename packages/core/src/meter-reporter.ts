@@ -8,7 +8,7 @@ import { Delivery } from './delivery/delivery';
 import { unwatchExit, watchExit } from './delivery/exit-hook';
 import { Hooks } from './delivery/hooks';
 import { isKeyRefused, isRetriable } from './delivery/retry';
-import { MeterAdapterError, MeterClosedError, MeterConfigError, MeterDeliveryError, MeterError, MeterUnauthorizedError } from './errors';
+import { MeterAdapterError, MeterClosedError, MeterConfigError, MeterDeliveryError, MeterError, MeterUnauthorizedError, MeterValidationError } from './errors';
 import { newIdempotencyKey } from './identifier';
 import { Intake } from './intake/intake';
 import { checkEventName, checkIdentifier } from './intake/validate';
@@ -132,6 +132,11 @@ export class MeterReporter {
    * `MeterClosedError`; nothing is enqueued then.
    */
   report(input: MeterEventInput): string {
+    if (input?.account !== undefined && this.#store.durable) {
+      // The spool's rows have no account yet: an event resent after a restart would bill the platform.
+      this.#counters.rejected += 1;
+      throw new MeterValidationError('ERR_METER_INVALID_ACCOUNT', 'account', 'is not supported with a spool or a store of your own yet (its rows keep no account); use the memory store for connected accounts');
+    }
     const aggregator = this.#aggregator;
     const identifier = aggregator !== undefined && aggregator.takes(input?.eventName) ? this.#fold(aggregator, input) : this.#intake.report(input);
     // Stripe's error reports name only identifiers; remembering who they billed lets the webhook say which customer.

@@ -265,7 +265,19 @@ export class Delivery {
       return undefined;
     }
     if (size < this.config.maxBatchSize && !this.drainRequested) return undefined;
-    return this.store.take(this.config.maxBatchSize);
+    return this.oneAccount(this.store.take(this.config.maxBatchSize));
+  }
+
+  /**
+   * A batch of one account only: events of other connected accounts go back to the head of the
+   * store, in order, for the next batches (one account's session and Stripe-Context per request).
+   */
+  private oneAccount(batch: QueuedEvent[]): QueuedEvent[] {
+    const account = batch[0]?.account;
+    if (batch.every((event) => event.account === account)) return batch;
+    const now = batch.filter((event) => event.account === account);
+    this.store.unshift(batch.filter((event) => event.account !== account));
+    return now;
   }
 
   // ---- sending ----

@@ -28,7 +28,7 @@ export class DirectTransport implements Transport {
     const { customerKey, valueKey, apiOrigin, apiKey } = this.#config;
     for (const event of batch) {
       try {
-        await this.#http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal });
+        await this.#http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal, context: event.account });
       } catch (error) {
         if (isKeyRefused(error)) throw new MeterUnauthorizedError(error.status, error);
         if (!isDuplicate(error)) throw error;
@@ -38,6 +38,6 @@ export class DirectTransport implements Transport {
 
   // Stripe allows one concurrent call per customer per meter and answers 409 to the second.
   exclusiveKey(event: QueuedEvent): string {
-    return `${event.eventName}\u0000${event.customerId}`;
+    return `${event.account ?? ''}\u0000${event.eventName}\u0000${event.customerId}`;
   }
 }

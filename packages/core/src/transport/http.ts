@@ -53,6 +53,12 @@ export interface PostOptions {
   readonly json?: string;
   /** Kept the same across every retry of one logical request. */
   readonly idempotencyKey?: string;
+  /**
+   * The connected account the request acts for, sent as `Stripe-Context` (V2's successor of
+   * `Stripe-Account`: https://docs.stripe.com/context; stripe-node 23.1 sends its `stripeContext`
+   * request option as this header). Undefined: the key's own account.
+   */
+  readonly context?: string | undefined;
   readonly signal?: AbortSignal;
 }
 
@@ -96,6 +102,7 @@ export class StripeHttp {
   async post(origin: string, path: string, options: PostOptions): Promise<unknown> {
     const headers: Record<string, string> = { ...this.baseHeaders, authorization: `Bearer ${options.bearer}` };
     if (options.idempotencyKey !== undefined) headers['idempotency-key'] = options.idempotencyKey;
+    if (options.context !== undefined) headers['stripe-context'] = options.context;
     const body = options.json ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
     return this.exchange('POST', origin, path, headers, body, options.signal);
   }

@@ -31,10 +31,16 @@ function parseSession(body: unknown, now: number): { token: string; expiresAt: n
   return { token, expiresAt: Number.isNaN(expires) ? now + 15 * 60_000 : expires };
 }
 
-// Private fields: the session token and the config's key stay out of util.inspect and JSON.
+/** The platform's own session, under the key no connected account id can take. */
+const PLATFORM = '';
+
+// Private fields: the session tokens and the config's key stay out of util.inspect and JSON.
+// One session per account: a session is created with the account's Stripe-Context and its token
+// carries that context (https://docs.stripe.com/context), so a batch only ever goes out under the
+// token of the account all its events belong to (delivery never mixes accounts in a batch).
 export class StreamTransport implements Transport {
-  #session: Session | undefined;
-  #creating: Promise<Session> | undefined;
+  readonly #sessions = new Map<string, Session>();
+  readonly #creating = new Map<string, Promise<Session>>();
   readonly #config: ResolvedConfig;
   readonly #http: StripeHttp;
   readonly #onSessionCreated: () => void;
@@ -50,59 +56,66 @@ export class StreamTransport implements Transport {
   async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
     const { customerKey, valueKey } = this.#config;
     const json = encodeStreamBody(batch, customerKey, valueKey);
+    const context = batch[0]?.account;
     for (let renewals = 0; ; renewals += 1) {
-      const session = await this.currentSession(signal);
+      const session = await this.currentSession(context, signal);
       try {
-        await this.#http.post(this.#config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal });
+        // The context travels with the token's requests too, as stripe-node sends stripeContext on every call of a client.
+        await this.#http.post(this.#config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal, context });
         return;
       } catch (error) {
         if (!isSessionExpired(error) || renewals >= MAX_RENEWALS_PER_SEND) throw error;
-        this.invalidate(session);
+        this.invalidate(context, session);
       }
     }
   }
 
-  /** Forgets the session token (on close). */
+  /** Forgets every session token (on close). */
   dispose(): void {
-    this.#session?.forget();
-    this.#session = undefined;
+    for (const session of this.#sessions.values()) session.forget();
+    this.#sessions.clear();
   }
 
-  /** The live session, created once however many batches ask for it at the same moment. */
-  private currentSession(signal: AbortSignal): Promise<Session> {
-    const session = this.#session;
+  /** The account's live session, created once however many batches ask for it at the same moment. */
+  private currentSession(context: string | undefined, signal: AbortSignal): Promise<Session> {
+    const key = context ?? PLATFORM;
+    const session = this.#sessions.get(key);
     if (session !== undefined && this.#now() < session.renewAt) return Promise.resolve(session);
-    if (this.#creating === undefined) {
-      this.#creating = this.createSession(signal).finally(() => {
-        this.#creating = undefined;
+    let creating = this.#creating.get(key);
+    if (creating === undefined) {
+      creating = this.createSession(context, signal).finally(() => {
+        this.#creating.delete(key);
       });
+      this.#creating.set(key, creating);
     }
-    return this.#creating;
+    return creating;
   }
 
-  private async createSession(signal: AbortSignal): Promise<Session> {
+  private async createSession(context: string | undefined, signal: AbortSignal): Promise<Session> {
+    const key = context ?? PLATFORM;
     let body: unknown;
     try {
-      body = await this.#http.post(this.#config.apiOrigin, SESSION_PATH, { bearer: this.#config.apiKey, signal });
+      body = await this.#http.post(this.#config.apiOrigin, SESSION_PATH, { bearer: this.#config.apiKey, signal, context });
     } catch (error) {
       // Refused here, the key itself is wrong: the reporter's breaker stops sending until it works.
       throw isKeyRefused(error) ? new MeterUnauthorizedError(error.status, error) : error;
     }
     const now = this.#now();
     const { token, expiresAt } = parseSession(body, now);
-    this.#session?.forget();
+    this.#sessions.get(key)?.forget();
     const margin = Math.min(SESSION_REFRESH_MARGIN_MS, Math.max(0, (expiresAt - now) / 4));
     const session: Session = { token, renewAt: expiresAt - margin, forget: registerSecret(token) };
-    this.#session = session;
+    this.#sessions.set(key, session);
     this.#onSessionCreated();
     return session;
   }
 
   // Only the session that failed is dropped: a batch that saw an old token expire must not
   // discard the fresh one another batch just created.
-  private invalidate(session: Session): void {
-    if (this.#session === session) {
-      this.#session = undefined;
+  private invalidate(context: string | undefined, session: Session): void {
+    const key = context ?? PLATFORM;
+    if (this.#sessions.get(key) === session) {
+      this.#sessions.delete(key);
       session.forget();
     }
   }

@@ -1,0 +1,58 @@
+// Stripe Connect: events of each connected account go under its own Stripe-Context, in its own session and requests.
+import { startFakeStripe } from '@metered/testing';
+import type { FakeStripe } from '@metered/testing';
+import { closeReporters, reporterFor } from './helpers';
+
+let fake: FakeStripe;
+
+beforeAll(async () => {
+  fake = await startFakeStripe({ meters: ['api_requests'] });
+});
+afterAll(async () => {
+  await fake.close();
+});
+beforeEach(() => {
+  fake.reset();
+});
+afterEach(async () => {
+  await closeReporters();
+});
+
+const ACCOUNT_OF: Record<string, string | undefined> = { cus_p1: undefined, cus_a1: 'acct_1A', cus_a2: 'acct_1A', cus_b1: 'acct_2B' };
+
+describe.each(['stream', 'direct'] as const)('connected accounts in %s mode', (mode) => {
+  it('never mixes accounts in a request, and sends each under its own Stripe-Context', async () => {
+    const { reporter, recorded } = reporterFor(fake, { mode });
+    const customers = Object.keys(ACCOUNT_OF);
+    for (let i = 0; i < 40; i += 1) {
+      const customerId = customers[i % customers.length]!;
+      const account = ACCOUNT_OF[customerId];
+      reporter.report({ eventName: 'api_requests', customerId, ...(account === undefined ? {} : { account }) });
+    }
+    await reporter.flush();
+    expect(recorded.errors).toEqual([]);
+    const sends = fake.requests().filter((r) => r.endpoint === (mode === 'stream' ? 'meter_event_stream' : 'meter_events'));
+    for (const send of sends) {
+      const body = send.body as { events?: { payload: Record<string, string> }[]; payload?: Record<string, string> };
+      const events = body.events ?? [body as { payload: Record<string, string> }];
+      for (const event of events) expect(send.headers['stripe-context']).toBe(ACCOUNT_OF[event.payload.stripe_customer_id!]);
+    }
+    expect(fake.events()).toHaveLength(40);
+    if (mode === 'stream') {
+      // One session per account, each created under the account's context.
+      const contexts = fake.requests().filter((r) => r.endpoint === 'meter_event_session').map((r) => r.headers['stripe-context'] ?? 'platform');
+      expect(contexts.sort()).toEqual(['acct_1A', 'acct_2B', 'platform']);
+    }
+  });
+});
+
+describe('account validation', () => {
+  it('refuses an account that is not an acct_ id, naming the field', () => {
+    const { reporter } = reporterFor(fake);
+    expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_x', account: 'acct_1/acct_2' })).toThrow(
+      expect.objectContaining({ code: 'ERR_METER_INVALID_ACCOUNT', field: 'account' }),
+    );
+    expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_x', account: 'cus_x' })).toThrow(expect.objectContaining({ code: 'ERR_METER_INVALID_ACCOUNT' }));
+    expect(reporter.stats().rejected).toBe(2);
+  });
+});
