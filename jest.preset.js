@@ -23,7 +23,7 @@ module.exports = function preset(dir) {
       ],
     },
     moduleNameMapper: {
-      '^@metered/(core|express|nestjs|testing)$': path.join(__dirname, 'packages/$1/src/index.ts'),
+      '^@metered/(core|express|nestjs|testing|redis)$': path.join(__dirname, 'packages/$1/src/index.ts'),
     },
   };
 };

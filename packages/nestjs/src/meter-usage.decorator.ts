@@ -1,6 +1,7 @@
 // @MeterUsage() and @SkipMetering(): which routes are billed, under which meter, for how much.
 import { MeterConfigError } from '@metered/core';
-import { SetMetadata } from '@nestjs/common';
+import { SetMetadata, UseInterceptors, applyDecorators } from '@nestjs/common';
+import { MeterUsageInterceptor } from './meter-usage.interceptor';
 import { METER_USAGE_METADATA, SKIP_METERING_METADATA } from './metering.constants';
 import { checkEventName, checkValue } from './metering.options';
 import { checkRouteMeters } from './route-meters';
@@ -65,7 +66,7 @@ export function MeterUsage<TResult = unknown>(
 ): ClassOrMethodDecorator {
   if (isMeterList(eventNameOrOptions)) {
     const several: RouteMetering = Object.freeze({ eventName: undefined, value: undefined, dimensions: undefined, meters: checkRouteMeters(eventNameOrOptions) });
-    return SetMetadata(METER_USAGE_METADATA, several);
+    return recorded(several);
   }
   const named = typeof eventNameOrOptions === 'string' || eventNameOrOptions === undefined;
   const eventName = named ? eventNameOrOptions : undefined;
@@ -80,7 +81,18 @@ export function MeterUsage<TResult = unknown>(
     value: options.value === undefined ? undefined : (checkValue<TResult>('@MeterUsage.value', options.value) as MeterValue | ValueResolver<unknown>),
     dimensions: checkDimensions(options.dimensions),
   });
-  return SetMetadata(METER_USAGE_METADATA, metering);
+  return recorded(metering);
+}
+
+/**
+ * Records the route's metering, with `MeterUsageInterceptor` on just this route (or controller)
+ * when a value reads the handler's result, which only an interceptor sees. Every other route is
+ * metered by the module's guard, without Nest's interceptor pipeline (docs/BENCHMARKS.md).
+ */
+function recorded(metering: RouteMetering): ClassOrMethodDecorator {
+  const readsResult = typeof metering.value === 'function' || (metering.meters?.some((meter) => typeof meter.value === 'function') ?? false);
+  const record = SetMetadata(METER_USAGE_METADATA, metering);
+  return readsResult ? applyDecorators(record, UseInterceptors(MeterUsageInterceptor)) : record;
 }
 
 // Array.isArray does not narrow a readonly array out of a union.

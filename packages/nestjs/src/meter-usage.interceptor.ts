@@ -1,5 +1,5 @@
-// The global interceptor: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, withTimeout } from '@metered/core';
+// The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
+import { DEFAULT_VALUE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -35,6 +35,23 @@ interface RouteExchange {
 }
 
 const SKIPPED = Symbol('skipped');
+/** What the handler did, as far as metering without an interceptor can tell: it ran (its guards let it through). */
+const RAN: HandlerOutcome = Object.freeze({ finished: true, failed: false, error: undefined, result: undefined });
+/**
+ * In-flight metering per module config: Nest creates one interceptor per module that applies it
+ * (`@MeterUsage()` with a value function adds it to its route), and the module's own instance
+ * waits for all of them on flush and shutdown.
+ */
+const IN_PROGRESS = new WeakMap<ResolvedMeteringConfig, Set<Promise<unknown>>>();
+
+function inProgressOf(config: ResolvedMeteringConfig): Set<Promise<unknown>> {
+  let set = IN_PROGRESS.get(config);
+  if (set === undefined) {
+    set = new Set();
+    IN_PROGRESS.set(config, set);
+  }
+  return set;
+}
 const METER_ALL: RouteMetering = Object.freeze({ eventName: undefined, value: undefined, dimensions: undefined });
 
 /**
@@ -86,20 +103,75 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
 
 /**
  * Meters requests to routes decorated with `@MeterUsage()` (and, with `meterAllRoutes`, every HTTP
- * route). Registered globally by `MeteringModule`; it only records what the handler did while the
- * request runs, and does the rest once the response has been sent.
+ * route): through `intercept()` on the routes it is applied to (`@MeterUsage()` applies it where a
+ * value reads the handler's result), and through `meterFromGuard()`, called by the module's global
+ * `MeteringGuard`, everywhere else. It only records what the handler did while the request runs,
+ * and does the rest once the response has been sent.
  */
 @Injectable()
 export class MeterUsageInterceptor implements NestInterceptor {
   private readonly logger = new Logger('MeteringModule');
-  private readonly inProgress = new Set<Promise<unknown>>();
+  private readonly inProgress: Set<Promise<unknown>>;
   private readonly metering: RequestMeteringAdapter<RouteExchange>;
+  /** Each route's metering, looked up once: by handler, then by controller (a handler may be inherited). */
+  private readonly routes = new WeakMap<object, Map<object, RouteMetering | typeof SKIPPED | undefined>>();
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
     private readonly reflector: Reflector,
   ) {
     this.metering = nestAdapter(config, this.logger);
+    this.inProgress = inProgressOf(config);
+  }
+
+  /**
+   * Meters a request without the interceptor pipeline, for `MeteringGuard`: called before the
+   * route's other guards run, it claims the request and bills it once its response is over, if
+   * `passed()` then says every guard let it through. For routes whose value does not read the
+   * handler's result: `billIf` sees the status code, with no `error` or `result`. Returns whether
+   * it meters the request; never throws.
+   */
+  meterFromGuard(context: ExecutionContext, passed: () => boolean): boolean {
+    try {
+      const route = this.routeOf(context);
+      if (route === undefined) return false;
+      const http = context.switchToHttp();
+      const request = http.getRequest<object>();
+      const rawRequest = nodeObject<IncomingMessage>(request);
+      if (route === SKIPPED) {
+        skipRequestMetering(rawRequest);
+        return false;
+      }
+      if (!claimRequest(rawRequest)) {
+        this.handOver(rawRequest, route);
+        return false;
+      }
+      const rawResponse = nodeObject<ServerResponse>(http.getResponse<object>());
+      const arrivedAt = Date.now();
+      const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler: RAN };
+      // Tracked from now, as the interceptor's requests are: flush() and shutdown wait for a request still running.
+      let settle!: () => void;
+      const work = new Promise<void>((resolve) => {
+        settle = resolve;
+      });
+      this.track(work);
+      whenResponseDone(rawResponse, () => {
+        const graceMs = this.config.abortGraceMs;
+        const ending = endingAtClose(rawResponse.writableEnded, rawResponse.headersSent, graceMs, () => {
+          const handler = whenHandlerEnds(rawResponse);
+          return finishedWithin(handler.ended, graceMs).finally(handler.stop);
+        });
+        // A guard after ours that said no: Nest answered with its exception, and nothing is billed.
+        const bill = (e: ResponseEnding): Promise<unknown> | undefined => (passed() ? meterRequest(this.metering, exchange, arrivedAt, e) : undefined);
+        const billed = typeof ending === 'string' ? bill(ending) : ending.then(bill);
+        if (billed === undefined) settle();
+        else void billed.then(settle, settle);
+      });
+      return true;
+    } catch (error) {
+      this.logger.error(`Could not watch a request to ${context.getClass().name}.${context.getHandler().name}: ${error instanceof Error ? error.message : String(error)}`);
+      return false;
+    }
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -215,7 +287,21 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * method's decorators win over its controller's.
    */
   private routeOf(context: ExecutionContext): RouteMetering | typeof SKIPPED | undefined {
-    const levels = [context.getHandler(), context.getClass()];
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    let byController = this.routes.get(handler);
+    if (byController === undefined) {
+      byController = new Map();
+      this.routes.set(handler, byController);
+    }
+    if (byController.has(controller)) return byController.get(controller);
+    const route = this.lookUpRoute(handler, controller);
+    byController.set(controller, route);
+    return route;
+  }
+
+  private lookUpRoute(handler: ReturnType<ExecutionContext['getHandler']>, controller: ReturnType<ExecutionContext['getClass']>): RouteMetering | typeof SKIPPED | undefined {
+    const levels = [handler, controller];
     for (const target of levels) {
       if (this.reflector.get<boolean | undefined>(SKIP_METERING_METADATA, target) === true) return SKIPPED;
       const metering = this.reflector.get<RouteMetering | undefined>(METER_USAGE_METADATA, target);

@@ -2,8 +2,9 @@
 import { MeterConfigError, MeterReporter, redactSecrets, withTimeout } from '@metered/core';
 import { Global, Inject, Logger, Module } from '@nestjs/common';
 import type { DynamicModule, OnApplicationShutdown, Provider } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_GUARD } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
+import { MeteringGuard } from './metering.guard';
 import { METERING_CONFIG, METERING_MODULE_OPTIONS } from './metering.constants';
 import { resolveMeteringOptions } from './metering.options';
 import type { ResolvedMeteringConfig } from './metering.options';
@@ -13,11 +14,15 @@ const SHARED_PROVIDERS: Provider[] = [
   { provide: METERING_CONFIG, useFactory: resolveMeteringOptions, inject: [METERING_MODULE_OPTIONS] },
   { provide: MeterReporter, useFactory: (config: ResolvedMeteringConfig) => config.reporter, inject: [METERING_CONFIG] },
   MeterUsageInterceptor,
-  // The same instance serves as the global interceptor and as the module's handle on in-flight metering.
-  { provide: APP_INTERCEPTOR, useExisting: MeterUsageInterceptor },
+  MeteringGuard,
+  // A guard, not a global interceptor: Nest runs guards without its rxjs pipeline, so routes metered
+  // from the guard pay only for metering. Routes whose value reads the handler's result carry the
+  // interceptor themselves (@MeterUsage() adds it), and only they pay for it (docs/BENCHMARKS.md).
+  { provide: APP_GUARD, useExisting: MeteringGuard },
 ];
 
-const EXPORTS = [MeterReporter, MeterUsageInterceptor];
+// The config too: the interceptor @MeterUsage() puts on a route is created in that route's module.
+const EXPORTS = [MeterReporter, MeterUsageInterceptor, METERING_CONFIG];
 
 function asyncOptionsProviders(options: MeteringModuleAsyncOptions): Provider[] {
   const given = (['useFactory', 'useClass', 'useExisting'] as const).filter((key) => options[key] !== undefined);

@@ -18,7 +18,11 @@ export type CustomerResolver = (context: ExecutionContext) => string | undefined
 export interface MeteringOutcome {
   /** The status code sent to the client. */
   readonly statusCode: number;
-  /** What the handler (or a pipe, or an interceptor after this one) threw; undefined when it returned. */
+  /**
+   * What the handler (or a pipe, or an interceptor after this one) threw; undefined when it returned.
+   * Seen only on routes metered through `MeterUsageInterceptor` (a value that reads the handler's
+   * result, or the interceptor applied by hand): elsewhere undefined, and `statusCode` tells.
+   */
   readonly error: unknown;
   /** What the handler returned (for a streamed Observable, its last value); undefined after an error. */
   readonly result: unknown;

@@ -51,6 +51,13 @@ export class ApiKeyGuard implements CanActivate {
   }
 }
 
+/** A global guard of the app's own: refuses any request carrying `x-deny`. */
+export class DenyHeaderGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    return context.switchToHttp().getRequest<{ headers: Record<string, unknown> }>().headers['x-deny'] === undefined;
+  }
+}
+
 @Injectable()
 export class DenyGuard implements CanActivate {
   canActivate(): boolean {
@@ -175,6 +182,15 @@ export class PacedController {
     PacedController.arrive(res.raw ?? res);
     await PacedController.release;
     return { units: 5 };
+  }
+
+  /** Like `/paced/slow`, with a value known up front: metered from the guard, without the interceptor. */
+  @Get('slow-static')
+  @MeterUsage('async_units', { value: 6 })
+  async slowStatic(@Res({ passthrough: true }) res: { raw?: ServerResponse } & ServerResponse): Promise<{ units: number }> {
+    PacedController.arrive(res.raw ?? res);
+    await PacedController.release;
+    return { units: 6 };
   }
 
   /** Writes 9 of 10 chunks to the Node response itself, then waits for a 10th that never comes. */

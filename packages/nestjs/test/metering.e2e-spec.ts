@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { MeteringModule, MeterUsageInterceptor } from '../src';
 import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
-import { AiController, ClaimingMiddleware, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
+import { AiController, ClaimingMiddleware, DenyHeaderGuard, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
 
 let fake: FakeStripe;
 
@@ -158,6 +158,32 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       expect(fake.totals()).toEqual({ cus_alice: { api_requests: 10 }, cus_bob: { api_requests: 10 } });
       expect(new Set(fake.events().map((event) => event.identifier)).size).toBe(20);
     });
+  });
+
+  it('never bills a request a guard rejected, before or after its own, even when billIf bills every response', async () => {
+    const app = await startApp({
+      platform,
+      metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), billIf: () => true }),
+      // A global guard of the app's own, which Nest may run before or after the module's.
+      configure: (nest) => nest.useGlobalGuards(new DenyHeaderGuard()),
+    });
+    try {
+      const server = app.getHttpServer();
+      // Rejected by the controller's and the route's guards, which always run after the module's global one.
+      await request(server).get('/items').expect(401);
+      await request(server).get('/items/guarded').set('x-api-key', 'key_alice').expect(403);
+      await request(server).get('/items').set('x-api-key', 'key_alice').set('x-deny', '1').expect(403);
+      // Not rejected: a 4xx the handler itself answered is billIf's to decide, and it bills it.
+      await request(server).get('/items/bad-request').set('x-api-key', 'key_bob').expect(400);
+      await request(server).get('/items').set('x-api-key', 'key_alice').expect(200);
+      await settle(app);
+      expect(billed()).toEqual([
+        ['cus_bob', 'api_requests', '1'],
+        ['cus_alice', 'api_requests', '1'],
+      ]);
+    } finally {
+      await app.close();
+    }
   });
 
   it('meters undecorated routes with meterAllRoutes, still honouring @SkipMetering()', async () => {
@@ -452,9 +478,9 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
     }
 
     /** Leaves a slow request once its handler runs; resolves when the server has seen the connection close. */
-    async function leaveSlowRequest(port: number): Promise<() => void> {
+    async function leaveSlowRequest(port: number, path = '/paced/slow'): Promise<() => void> {
       const held = PacedController.hold();
-      const { client } = get(port, '/paced/slow');
+      const { client } = get(port, path);
       const response = await held.arrived;
       client.destroy();
       if (!response.closed) await once(response, 'close');
@@ -492,6 +518,21 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       const release = await leaveSlowRequest(port);
       await settle(app!);
       release();
+      await settle(app!);
+      expect(billed()).toEqual([]);
+    });
+
+    it('is billed with abortGraceMs on a route metered without the interceptor, and not without it', async () => {
+      const port = await listen({ abortGraceMs: 10_000 });
+      const release = await leaveSlowRequest(port, '/paced/slow-static');
+      release();
+      await settle(app!);
+      expect(billed()).toEqual([['cus_alice', 'async_units', '6']]);
+      await app!.close();
+      fake.reset();
+      const releaseAgain = await leaveSlowRequest(await listen(), '/paced/slow-static');
+      await settle(app!);
+      releaseAgain();
       await settle(app!);
       expect(billed()).toEqual([]);
     });

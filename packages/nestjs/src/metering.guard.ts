@@ -1,0 +1,94 @@
+// The global guard through which metering enters a request without Nest's interceptor (rxjs) pipeline.
+import { Inject, Injectable } from '@nestjs/common';
+import type { CanActivate, ExecutionContext, OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { MeterUsageInterceptor } from './meter-usage.interceptor';
+
+/** Where a request being metered by the guard keeps its "every guard let it through" flag: on the framework's response. */
+const GUARDS_PASSED = Symbol('@metered/nestjs:guards-passed');
+/** Marks an HTTP adapter whose `status()` already records passes, so two modules wrap it once. */
+const WRAPPED = Symbol.for('@metered/nestjs:status-wrapped');
+/** The metadata key `@UseInterceptors()` writes (Nest 11 and 12), read without importing Nest's internals. */
+const INTERCEPTORS_METADATA = '__interceptors__';
+
+interface PassFlag {
+  passed: boolean;
+}
+
+type Carrier = { [GUARDS_PASSED]?: PassFlag };
+
+interface StatusAdapter {
+  status(response: unknown, statusCode: number): unknown;
+  [WRAPPED]?: true;
+}
+
+/**
+ * Lets every request through, and meters the routes whose value does not read the handler's
+ * result from here, with one `'close'` listener on the response: Nest calls guards without rxjs,
+ * where an interceptor costs every request its pipeline (docs/BENCHMARKS.md). Routes whose value
+ * reads the result carry `MeterUsageInterceptor` themselves (`@MeterUsage()` adds it) and are
+ * left to it.
+ *
+ * Global guards run before a controller's and a route's own, so a guard after this one may still
+ * reject the request. Nest sets the route's status code (`HttpAdapter#status()`) once every guard
+ * has let a request through, and only then: the module records that call, and a request whose
+ * guards did not all pass is never billed, whatever `billIf` says.
+ */
+@Injectable()
+export class MeteringGuard implements CanActivate, OnModuleInit {
+  /** Whether passes are recorded; without an HTTP adapter (a unit test) every request counts as passed. */
+  private recording = false;
+  /** Routes that carry `MeterUsageInterceptor`, by handler then controller. */
+  private readonly intercepted = new WeakMap<object, Map<object, boolean>>();
+
+  constructor(
+    @Inject(MeterUsageInterceptor) private readonly interceptor: MeterUsageInterceptor,
+    @Inject(HttpAdapterHost) private readonly adapterHost: HttpAdapterHost,
+  ) {}
+
+  onModuleInit(): void {
+    const adapter = this.adapterHost.httpAdapter as unknown as StatusAdapter | undefined;
+    if (adapter === undefined || typeof adapter.status !== 'function') return;
+    this.recording = true;
+    if (adapter[WRAPPED] === true) return;
+    // Own property on this application's adapter only: called once per request that passed its guards.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
+    const status = adapter.status;
+    adapter.status = function (this: StatusAdapter, response: unknown, statusCode: number): unknown {
+      const flag = (response as Carrier | undefined)?.[GUARDS_PASSED];
+      if (flag !== undefined) flag.passed = true;
+      return Reflect.apply(status, this, [response, statusCode]);
+    };
+    adapter[WRAPPED] = true;
+  }
+
+  canActivate(context: ExecutionContext): true {
+    if (context.getType() !== 'http' || this.isIntercepted(context)) return true;
+    const flag: PassFlag = { passed: !this.recording };
+    if (this.interceptor.meterFromGuard(context, () => flag.passed) && this.recording) {
+      // Read back by the adapter's status(), which Nest calls after the last guard, with this object.
+      (context.switchToHttp().getResponse<Carrier>())[GUARDS_PASSED] = flag;
+    }
+    return true;
+  }
+
+  /** Whether the route (or its controller) applies `MeterUsageInterceptor`, which then meters it. */
+  private isIntercepted(context: ExecutionContext): boolean {
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    let byController = this.intercepted.get(handler);
+    if (byController === undefined) {
+      byController = new Map();
+      this.intercepted.set(handler, byController);
+    }
+    let found = byController.get(controller);
+    if (found === undefined) {
+      found = [handler, controller].some((target) => {
+        const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
+        return interceptors?.some((entry) => entry === MeterUsageInterceptor || entry instanceof MeterUsageInterceptor) === true;
+      });
+      byController.set(controller, found);
+    }
+    return found;
+  }
+}

@@ -1,0 +1,620 @@
+// RedisEventStore: the reporter's store on a Redis Stream shared by every instance, with a local store while Redis is away.
+import { MemoryDurableStore, MemoryLedger, MeterConfigError, openSpoolOrMemory, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
+import type { DurableEventStore, LedgerQuery, LedgerRow, QueuedEvent, RecoveredEvents, SettleOutcome } from '@metered/core';
+import type { Redis } from 'ioredis';
+import { decodeEntry, encodeEvent, ENTRY_FIELD } from './codec';
+import { MeterRedisError } from './errors';
+import { connect, GROUP, keysFor, newConsumerName } from './keys';
+import type { RedisEventStoreOptions } from './types';
+
+export const DEFAULT_MAX_LENGTH = 1_000_000;
+export const DEFAULT_MAX_LOCAL_EVENTS = 100_000;
+export const DEFAULT_PREFETCH = 1000;
+export const DEFAULT_CLAIM_IDLE_MS = 30_000;
+export const DEFAULT_POLL_INTERVAL_MS = 50;
+export const DEFAULT_RETRY_INTERVAL_MS = 1000;
+export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+// One pipeline moves at most this many events: a long outage's backlog goes up in slices, not one huge write.
+const MOVE_SLICE = 5000;
+
+const NOTHING: RecoveredEvents = Object.freeze({ resend: [], expired: [], uncertain: [] });
+
+function positiveInt(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new MeterConfigError(option, `must be an integer of 1 or more, got ${typeof value === 'number' ? value : typeof value}`);
+  return value;
+}
+
+/**
+ * The entries of a one-stream XREADGROUP reply: RESP2 gives `[[key, entries]]`, while ioredis 6
+ * unwraps a single stream to `[key, entries]`; null when nothing is new.
+ */
+function streamEntries(reply: unknown): RawEntry[] {
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  const stream: unknown = Array.isArray(reply[0]) ? reply[0] : reply;
+  const entries: unknown = Array.isArray(stream) ? stream[1] : undefined;
+  return Array.isArray(entries) ? (entries as RawEntry[]) : [];
+}
+
+/**
+ * Runs `work` on the next microtask and calls `done` when it ends: a run that finds nothing to do must
+ * not clear its "running" field before the field has even been set to it.
+ */
+function once(work: () => Promise<void>, done: () => void): Promise<void> {
+  return Promise.resolve()
+    .then(work)
+    .finally(done);
+}
+
+/** An entry as XREADGROUP and XAUTOCLAIM return it: its id and its field list (null once deleted). */
+type RawEntry = [id: string, fields: unknown];
+
+/**
+ * A `DurableEventStore` on a Redis Stream with one consumer group shared by every instance.
+ * `push()` never waits for Redis: events go to a local store (memory, or a spool) and move to the
+ * stream in one pipeline per turn of the event loop, or when Redis is back. Entries are read ahead
+ * into memory, where the synchronous `take()` serves them, and acknowledged (XACK, XDEL) only once
+ * the reporter settles them, so an instance's death leaves them pending for another one to claim
+ * (XAUTOCLAIM) and send with the same identifiers, which Stripe deduplicates.
+ *
+ * @example
+ * const store = new RedisEventStore({ redis: process.env.REDIS_URL, onError: (e) => log.error(e) });
+ * const reporter = new MeterReporter({ apiKey: process.env.STRIPE_SECRET_KEY!, store });
+ */
+export class RedisEventStore implements DurableEventStore {
+  /** Events in Redis or on their way there are kept at shutdown for another instance. */
+  readonly durable = true;
+  /** This process's consumer name in the group. */
+  readonly consumer: string;
+  private readonly redis: Redis;
+  private readonly ownsClient: boolean;
+  private readonly keys: ReturnType<typeof keysFor>;
+  private readonly local: DurableEventStore;
+  private readonly ledgerCells = new MemoryLedger();
+  private readonly deliver: boolean;
+  private readonly maxLength: number;
+  private readonly maxLocalEvents: number;
+  private readonly prefetchSize: number;
+  private readonly claimIdleMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly retryIntervalMs: number;
+  private readonly onError: ((error: MeterRedisError) => void) | undefined;
+
+  // Read ahead and not yet taken; and the entry id of every event this process holds (read, not settled).
+  private prefetched: QueuedEvent[] = [];
+  private readonly entryIds = new Map<QueuedEvent, string>();
+  // Events a spool left from a previous process that the reporter settles through this store.
+  private readonly fromLocal = new WeakSet<QueuedEvent>();
+  private toAck: string[] = [];
+  private toTouch: string[] = [];
+  private streamLength = 0;
+  private lastAddedId: string | undefined;
+
+  private ready = false;
+  private groupChecked = false;
+  private outage = false;
+  private moving: Promise<void> | undefined;
+  private moveScheduled = false;
+  private writing: Promise<void> | undefined;
+  private writeScheduled = false;
+  private reading = false;
+  private readingStopped = false;
+  private claimCursor = '0-0';
+  private nextClaimAt = 0;
+  private readTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly heartbeat: NodeJS.Timeout;
+  private closing: Promise<void> | undefined;
+  private readonly availableListeners = new Set<() => void>();
+
+  constructor(options: RedisEventStoreOptions = {}) {
+    this.keys = keysFor(options.keyPrefix);
+    this.deliver = optionalBoolean('deliver', options.deliver, true);
+    this.maxLength = positiveInt('maxLength', options.maxLength, DEFAULT_MAX_LENGTH);
+    this.maxLocalEvents = positiveInt('maxLocalEvents', options.maxLocalEvents, DEFAULT_MAX_LOCAL_EVENTS);
+    this.prefetchSize = positiveInt('prefetch', options.prefetch, DEFAULT_PREFETCH);
+    this.claimIdleMs = optionalMilliseconds('claimIdleMs', options.claimIdleMs, DEFAULT_CLAIM_IDLE_MS);
+    this.pollIntervalMs = optionalMilliseconds('pollIntervalMs', options.pollIntervalMs, DEFAULT_POLL_INTERVAL_MS);
+    this.retryIntervalMs = optionalMilliseconds('retryIntervalMs', options.retryIntervalMs, DEFAULT_RETRY_INTERVAL_MS);
+    const commandTimeoutMs = optionalMilliseconds('commandTimeoutMs', options.commandTimeoutMs, DEFAULT_COMMAND_TIMEOUT_MS);
+    this.onError = optionalFunction<RedisEventStoreOptions['onError']>('onError', options.onError, undefined);
+    if (options.consumer !== undefined && (typeof options.consumer !== 'string' || options.consumer.length === 0)) {
+      throw new MeterConfigError('consumer', 'must be a non-empty string');
+    }
+    this.consumer = options.consumer ?? newConsumerName();
+    this.local = options.spool ? openSpoolOrMemory({ ...options.spool, onError: (error) => this.report(new MeterRedisError('ERR_METER_REDIS_UNAVAILABLE', `The local spool failed (${error.code}); waiting events are kept in memory`, [], error)) }) : new MemoryDurableStore();
+    ({ client: this.redis, owned: this.ownsClient } = connect(options.redis, commandTimeoutMs));
+
+    this.redis.on('ready', this.onReady);
+    this.redis.on('error', this.onClientError);
+    this.redis.on('close', this.onClientClose);
+    if (this.redis.status === 'ready') queueMicrotask(this.onReady);
+    // Held entries are refreshed well inside claimIdleMs, so a live instance's entries are never claimed.
+    this.heartbeat = setInterval(() => this.touchHeld(), Math.max(1, Math.floor(this.claimIdleMs / 3)));
+    this.heartbeat.unref();
+  }
+
+  // ---- DurableEventStore ----
+
+  /** Events read ahead and ready for a request (what the reporter can take now). */
+  get size(): number {
+    return this.prefetched.length;
+  }
+
+  /** Bytes of the events waiting in the local store (0 with memory). */
+  get bytes(): number {
+    return this.local.bytes;
+  }
+
+  /** Events waiting in this process for Redis (an outage, or the current turn). */
+  get localCount(): number {
+    return this.local.size;
+  }
+
+  push(event: QueuedEvent): void {
+    this.ledgerCells.add(event, 'accepted');
+    this.local.push(event);
+    this.scheduleMove();
+  }
+
+  hasRoomFor(event: QueuedEvent): boolean {
+    return this.local.size < this.maxLocalEvents && this.streamLength + this.local.size < this.maxLength && this.local.hasRoomFor(event);
+  }
+
+  shift(): QueuedEvent | undefined {
+    const event = this.prefetched.shift();
+    this.readSoon();
+    return event;
+  }
+
+  take(max: number): QueuedEvent[] {
+    const out = this.prefetched.length <= max ? this.prefetched : this.prefetched.slice(0, max);
+    this.prefetched = this.prefetched.length <= max ? [] : this.prefetched.slice(max);
+    this.readSoon();
+    return out;
+  }
+
+  unshift(events: readonly QueuedEvent[]): void {
+    this.prefetched = [...events, ...this.prefetched];
+  }
+
+  drain(): QueuedEvent[] {
+    return this.take(this.prefetched.length);
+  }
+
+  // A request carrying them may reach Stripe: their entries' idle time restarts, so no other instance claims them meanwhile.
+  markAttempted(events: readonly QueuedEvent[]): void {
+    for (const event of events) {
+      const id = this.entryIds.get(event);
+      if (id !== undefined) this.toTouch.push(id);
+    }
+    this.scheduleWrite();
+  }
+
+  settle(events: readonly QueuedEvent[], outcome: SettleOutcome): void {
+    this.ledgerCells.addAll(events, outcome);
+    const local: QueuedEvent[] = [];
+    for (const event of events) {
+      const id = this.entryIds.get(event);
+      if (id !== undefined) {
+        this.entryIds.delete(event);
+        this.toAck.push(id);
+        this.streamLength = Math.max(0, this.streamLength - 1);
+      } else if (this.fromLocal.has(event)) {
+        local.push(event);
+      }
+    }
+    if (local.length > 0) this.local.settle(local, outcome);
+    this.scheduleWrite();
+  }
+
+  discard(events: readonly QueuedEvent[]): void {
+    this.ledgerCells.addAll(events, 'accepted');
+    this.ledgerCells.addAll(events, 'dropped');
+  }
+
+  /**
+   * What a spool left: resendable events move to the stream like new ones (so they are not returned
+   * here); expired and uncertain ones are returned for the reporter to drop or report.
+   */
+  recover(now: number): RecoveredEvents {
+    const { expired, uncertain } = this.local.recover(now);
+    if (this.local.size > 0) this.scheduleMove();
+    if (expired.length === 0 && uncertain.length === 0) return NOTHING;
+    for (const event of expired) this.fromLocal.add(event);
+    for (const { event } of uncertain) this.fromLocal.add(event);
+    return { resend: [], expired, uncertain };
+  }
+
+  commit(): void {
+    this.local.commit();
+    this.scheduleMove();
+    this.scheduleWrite();
+  }
+
+  /** This instance's ledger (what it accepted and what it settled, whoever reported it), kept in memory. */
+  ledger(query: LedgerQuery): LedgerRow[] {
+    return this.ledgerCells.query(query);
+  }
+
+  /**
+   * Stops reading, hands the entries this instance holds back to the group (claimable at once), moves
+   * what waits locally to Redis, then closes the connection it opened. Returns at once; `closed()`
+   * resolves when those writes have ended. Idempotent.
+   */
+  close(): void {
+    this.closing ??= this.shutdown();
+  }
+
+  // ---- beyond the interface ----
+
+  /** Resolves once `close()`'s last writes have ended (at once if `close()` was never called). */
+  closed(): Promise<void> {
+    return this.closing ?? Promise.resolve();
+  }
+
+  /** Calls `listener` whenever entries arrive in the read-ahead, so a reporter can start a request at once. */
+  onAvailable(listener: () => void): () => void {
+    this.availableListeners.add(listener);
+    return () => this.availableListeners.delete(listener);
+  }
+
+  /** Stops reading new entries (shutdown begins: what is held is delivered or handed back). */
+  stopReading(): void {
+    this.readingStopped = true;
+    clearTimeout(this.readTimer);
+  }
+
+  /**
+   * Resolves once everything pushed so far is in the stream and has left it (delivered, failed or
+   * dropped by whichever instance held it), with every older entry; or after `timeoutMs`.
+   */
+  async waitUntilSettled(timeoutMs: number, sleep: (ms: number) => Promise<void>): Promise<{ settled: boolean; pending: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pending = await this.pendingUpTo();
+      if (pending === 0) return { settled: true, pending: 0 };
+      if (Date.now() >= deadline) return { settled: false, pending };
+      await sleep(Math.min(20, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  // Local events, plus (as far as Redis can say right now) stream entries up to the last one this instance added.
+  private async pendingUpTo(): Promise<number> {
+    this.scheduleMove();
+    const local = this.local.size;
+    if (!this.ready || this.lastAddedId === undefined) return local + (this.ready ? 0 : this.prefetched.length + this.entryIds.size);
+    try {
+      const older = (await this.redis.call('XRANGE', this.keys.stream, '-', this.lastAddedId, 'COUNT', 1000)) as unknown[];
+      return local + older.length;
+    } catch {
+      return local + 1;
+    }
+  }
+
+  // ---- connection ----
+
+  private readonly onReady = (): void => {
+    this.ready = true;
+    this.groupChecked = false;
+    void this.ensureGroup().then((ok) => {
+      if (!ok) return;
+      if (this.outage) this.outage = false;
+      this.scheduleMove();
+      this.scheduleWrite();
+      this.readSoon();
+    });
+  };
+
+  private readonly onClientError = (error: Error): void => {
+    this.unavailable(error);
+  };
+
+  private readonly onClientClose = (): void => {
+    this.ready = false;
+  };
+
+  // The group is created with the stream (MKSTREAM) from its first entry, so events pushed before any reader are read.
+  private async ensureGroup(): Promise<boolean> {
+    if (this.groupChecked) return true;
+    try {
+      await this.redis.call('XGROUP', 'CREATE', this.keys.stream, GROUP, '0', 'MKSTREAM');
+    } catch (error) {
+      if (!(error instanceof Error && error.message.startsWith('BUSYGROUP'))) {
+        this.unavailable(error);
+        return false;
+      }
+    }
+    this.groupChecked = true;
+    return true;
+  }
+
+  private unavailable(cause: unknown): void {
+    if (cause instanceof Error && cause.message.startsWith('NOGROUP')) this.groupChecked = false;
+    if (this.outage) return;
+    this.outage = true;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    this.report(
+      new MeterRedisError(
+        'ERR_METER_REDIS_UNAVAILABLE',
+        `Redis cannot be used (${reason}); events wait in the local store (${this.local.size} now) and move to Redis when it is back`,
+        [],
+        cause,
+      ),
+    );
+  }
+
+  private report(error: MeterRedisError): void {
+    try {
+      this.onError?.(error);
+    } catch {
+      // The hook's own failure has nowhere better to go; the store carries on.
+    }
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer !== undefined || this.closing !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.scheduleMove();
+      this.scheduleWrite();
+      this.readSoon();
+    }, this.retryIntervalMs);
+    this.retryTimer.unref();
+  }
+
+  // ---- local store → stream ----
+
+  private scheduleMove(): void {
+    if (this.moveScheduled) return;
+    this.moveScheduled = true;
+    setImmediate(() => {
+      this.moveScheduled = false;
+      void this.move();
+    });
+  }
+
+  /** Moves what waits locally to the stream, a slice per pipeline, until nothing waits or Redis fails. */
+  private move(): Promise<void> {
+    this.moving ??= once(
+      async () => {
+        while (this.local.size > 0 && this.ready && this.groupChecked) {
+          if (!(await this.moveSlice())) {
+            this.retryLater();
+            break;
+          }
+        }
+      },
+      () => {
+        this.moving = undefined;
+      },
+    );
+    return this.moving;
+  }
+
+  private async moveSlice(): Promise<boolean> {
+    const events = this.local.take(MOVE_SLICE);
+    const pipeline = this.redis.pipeline();
+    for (const event of events) pipeline.call('XADD', this.keys.stream, '*', ENTRY_FIELD, encodeEvent(event));
+    pipeline.call('XLEN', this.keys.stream);
+    let results: [Error | null, unknown][] | null;
+    try {
+      results = await pipeline.exec();
+    } catch (error) {
+      results = null;
+      this.unavailable(error);
+    }
+    const failed: QueuedEvent[] = [];
+    const moved: QueuedEvent[] = [];
+    let firstError: Error | undefined;
+    events.forEach((event, i) => {
+      const [error, id] = results?.[i] ?? [new Error('no reply'), undefined];
+      if (error === null && typeof id === 'string') {
+        moved.push(event);
+        this.lastAddedId = id;
+      } else {
+        firstError ??= error ?? undefined;
+        failed.push(event);
+      }
+    });
+    // In the stream now: the local copy (a spool row) can go. An XADD whose answer was lost may
+    // have landed too; sent again, its copy carries the same identifier, which Stripe deduplicates.
+    if (moved.length > 0) this.local.settle(moved, 'delivered');
+    if (failed.length > 0) {
+      this.local.unshift(failed);
+      if (firstError !== undefined) this.unavailable(firstError);
+      return false;
+    }
+    const length = results?.[events.length]?.[1];
+    if (typeof length === 'number') this.streamLength = length;
+    this.outage = false;
+    this.readSoon();
+    return true;
+  }
+
+  // ---- acknowledgements and heartbeats ----
+
+  private scheduleWrite(): void {
+    if (this.writeScheduled || (this.toAck.length === 0 && this.toTouch.length === 0)) return;
+    this.writeScheduled = true;
+    setImmediate(() => {
+      this.writeScheduled = false;
+      void this.write();
+    });
+  }
+
+  /** Acknowledges and deletes settled entries, and refreshes attempted ones, in one pipeline. */
+  private write(): Promise<void> {
+    this.writing ??= once(async () => {
+      while ((this.toAck.length > 0 || this.toTouch.length > 0) && this.ready) {
+        const acks = this.toAck;
+        const touches = this.toTouch;
+        this.toAck = [];
+        this.toTouch = [];
+        const pipeline = this.redis.pipeline();
+        if (acks.length > 0) {
+          pipeline.call('XACK', this.keys.stream, GROUP, ...acks);
+          pipeline.call('XDEL', this.keys.stream, ...acks);
+        }
+        if (touches.length > 0) pipeline.call('XCLAIM', this.keys.stream, GROUP, this.consumer, 0, ...touches, 'JUSTID');
+        let failure: unknown;
+        try {
+          const results = await pipeline.exec();
+          failure = results?.find(([error]) => error !== null)?.[0] ?? undefined;
+        } catch (error) {
+          failure = error;
+        }
+        if (failure !== undefined) {
+          // Unacknowledged entries stay pending: acknowledged later, or claimed and resent (deduplicated) if this process dies first.
+          this.toAck = acks.concat(this.toAck);
+          this.unavailable(failure);
+          this.retryLater();
+          break;
+        }
+        }
+    }, () => {
+      this.writing = undefined;
+    });
+    return this.writing;
+  }
+
+  private touchHeld(): void {
+    if (this.entryIds.size === 0) return;
+    for (const id of this.entryIds.values()) this.toTouch.push(id);
+    this.scheduleWrite();
+  }
+
+  // ---- stream → read-ahead ----
+
+  private readSoon(): void {
+    if (!this.deliver || this.reading || this.readingStopped || this.closing !== undefined || this.prefetched.length > this.prefetchSize / 2) return;
+    clearTimeout(this.readTimer);
+    this.readTimer = undefined;
+    this.reading = true;
+    setImmediate(() => void this.read());
+  }
+
+  private async read(): Promise<void> {
+    let full = false;
+    let failed = false;
+    try {
+      if (!this.ready || !(await this.ensureGroup())) return;
+      const room = this.prefetchSize - this.prefetched.length;
+      if (room <= 0) return;
+      let entries: RawEntry[] = [];
+      if (Date.now() >= this.nextClaimAt) entries = await this.claim(room);
+      if (entries.length < room) {
+        const reply = await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', room - entries.length, 'STREAMS', this.keys.stream, '>');
+        const fresh = streamEntries(reply);
+        full = fresh.length === room - entries.length;
+        entries = entries.concat(fresh);
+      } else {
+        full = true;
+      }
+      this.accept(entries);
+    } catch (error) {
+      failed = true;
+      this.unavailable(error);
+    } finally {
+      this.reading = false;
+      if (failed) this.retryLater();
+      else if (full) this.readSoon();
+      else this.pollLater();
+    }
+  }
+
+  /** Entries idle past `claimIdleMs` in any consumer's hands (a dead instance's), scanned in slices. */
+  private async claim(count: number): Promise<RawEntry[]> {
+    const reply = (await this.redis.call('XAUTOCLAIM', this.keys.stream, GROUP, this.consumer, this.claimIdleMs, this.claimCursor, 'COUNT', count)) as [string, RawEntry[], string[]?];
+    const [cursor, entries, deleted = []] = reply;
+    this.claimCursor = cursor;
+    // A full scan of the pending list ends at 0-0: the next one starts a while later, not on every read.
+    if (cursor === '0-0') this.nextClaimAt = Date.now() + Math.max(this.pollIntervalMs, Math.floor(this.claimIdleMs / 4));
+    // Entries deleted while pending (trimmed by hand) are acknowledged so they leave the pending list.
+    if (deleted.length > 0) {
+      this.toAck.push(...deleted);
+      this.scheduleWrite();
+    }
+    return entries;
+  }
+
+  private accept(entries: RawEntry[]): void {
+    if (entries.length === 0) return;
+    const bad: string[] = [];
+    for (const [id, fields] of entries) {
+      const event = fields === null ? undefined : decodeEntry(fields);
+      if (event === undefined) {
+        bad.push(id);
+        continue;
+      }
+      this.entryIds.set(event, id);
+      this.prefetched.push(event);
+    }
+    if (bad.length > 0) {
+      this.toAck.push(...bad);
+      this.scheduleWrite();
+      this.report(new MeterRedisError('ERR_METER_REDIS_BAD_ENTRY', `${bad.length} stream entr${bad.length === 1 ? 'y is' : 'ies are'} not meter events written by @metered/redis (ids ${bad.slice(0, 5).join(', ')}); removed from the queue`));
+    }
+    if (this.prefetched.length > 0) for (const listener of this.availableListeners) listener();
+  }
+
+  private pollLater(): void {
+    if (!this.deliver || this.readingStopped || this.closing !== undefined || this.readTimer !== undefined) return;
+    this.readTimer = setTimeout(() => {
+      this.readTimer = undefined;
+      this.readSoon();
+    }, this.pollIntervalMs);
+    this.readTimer.unref();
+  }
+
+  // ---- shutdown ----
+
+  private async shutdown(): Promise<void> {
+    this.stopReading();
+    clearInterval(this.heartbeat);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    // Entries read and not settled go back to the group with an idle time past claimIdleMs: the next
+    // XAUTOCLAIM of any instance takes them, instead of waiting for them to go stale.
+    const held = [...this.entryIds.values()];
+    this.entryIds.clear();
+    this.prefetched = [];
+    await this.moving;
+    await this.move();
+    await this.writing;
+    await this.write();
+    if (held.length > 0 && this.ready) {
+      try {
+        await this.redis.call('XCLAIM', this.keys.stream, GROUP, this.consumer, 0, ...held, 'IDLE', this.claimIdleMs, 'JUSTID');
+      } catch (error) {
+        this.unavailable(error);
+      }
+    }
+    const left = this.local.drain();
+    if (left.length > 0) {
+      const kept = this.local.durable;
+      this.report(
+        new MeterRedisError(
+          'ERR_METER_REDIS_UNFLUSHED',
+          kept
+            ? `${left.length} meter event(s) could not reach Redis before close; they stay in the local spool and move to Redis at the next start`
+            : `${left.length} meter event(s) could not reach Redis before close and were only in memory: they are lost unless re-reported (identifiers kept)`,
+          left,
+        ),
+      );
+    }
+    this.local.close();
+    this.redis.off('ready', this.onReady);
+    this.redis.off('close', this.onClientClose);
+    if (this.ownsClient) {
+      try {
+        await this.redis.quit();
+      } catch {
+        this.redis.disconnect();
+      }
+    } else {
+      // A client of ours keeps the listener: an error event without one would crash the process.
+      this.redis.off('error', this.onClientError);
+    }
+  }
+}

@@ -1,0 +1,180 @@
+// RedisRateLimiter: one token bucket in Redis (an atomic Lua script) for every instance, and one shared 429 pause.
+import { MeterConfigError, Pacer, optionalFunction, optionalMilliseconds } from '@metered/core';
+import type { RequestLimiter } from '@metered/core';
+import type { Redis } from 'ioredis';
+import { setTimeout as delay } from 'node:timers/promises';
+import { MeterRedisError } from './errors';
+import { connect, keysFor } from './keys';
+import type { RedisRateLimiterOptions } from './types';
+
+export const DEFAULT_LIMITER_TIMEOUT_MS = 500;
+/** While Redis is away each instance allows itself this share of the rate: four instances together stay under it. */
+export const DEFAULT_FALLBACK_FRACTION = 0.25;
+
+// Redis's own clock (TIME) is the only clock, so instances with skewed clocks still share one bucket.
+// Returns 0 when a token was taken, else the milliseconds to wait (a pause, or until the next token).
+const TAKE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then return paused - now end
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then tokens = burst; at = now end
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+  at = now
+end
+local wait = 0
+if tokens >= 1 - 1e-9 then
+  tokens = tokens - 1
+else
+  wait = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return wait
+`;
+
+// Extends the shared pause to now + ARGV[1] ms (Redis's clock), never shortens it.
+const PAUSE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untilMs = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilMs > current then redis.call('SET', KEYS[1], tostring(untilMs), 'PX', ARGV[1]) end
+return 0
+`;
+
+type ScriptClient = Redis & {
+  meteredTake(bucket: string, pause: string, rate: number, burst: number): Promise<number>;
+  meteredPause(pause: string, ms: number): Promise<number>;
+};
+
+function positiveNumber(option: string, value: unknown, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new MeterConfigError(option, `must be a number above 0, got ${typeof value === 'number' ? value : typeof value}`);
+  return value;
+}
+
+/**
+ * An account-wide request limiter: every instance with the same `keyPrefix` takes its tokens from one
+ * bucket in Redis, so together they stay under `requestsPerSecond`, and a 429's `Retry-After` seen
+ * by one pauses them all. With Redis unreachable (or slower than `timeoutMs`), each instance paces
+ * itself at `fallbackRequestsPerSecond` and reports it once through `onError`.
+ *
+ * @example
+ * const rateLimiter = new RedisRateLimiter({ redis: process.env.REDIS_URL, requestsPerSecond: 20 });
+ * const reporter = new MeterReporter({ apiKey: process.env.STRIPE_SECRET_KEY!, rateLimiter });
+ */
+export class RedisRateLimiter implements RequestLimiter {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+  readonly fallbackRequestsPerSecond: number;
+  private readonly redis: ScriptClient;
+  private readonly ownsClient: boolean;
+  private readonly keys: ReturnType<typeof keysFor>;
+  private readonly fallback: Pacer;
+  private readonly timeoutMs: number;
+  private readonly onError: ((error: MeterRedisError) => void) | undefined;
+  private fallingBack = false;
+  private closed = false;
+
+  constructor(options: RedisRateLimiterOptions) {
+    if (typeof options !== 'object' || options === null) throw new MeterConfigError('requestsPerSecond', 'is required (the account-wide rate)');
+    this.requestsPerSecond = positiveNumber('requestsPerSecond', options.requestsPerSecond);
+    this.burst = positiveNumber('burst', options.burst, Math.max(1, Math.ceil(this.requestsPerSecond / 10)));
+    this.fallbackRequestsPerSecond = positiveNumber('fallbackRequestsPerSecond', options.fallbackRequestsPerSecond, this.requestsPerSecond * DEFAULT_FALLBACK_FRACTION);
+    this.fallback = new Pacer(this.fallbackRequestsPerSecond);
+    this.timeoutMs = optionalMilliseconds('timeoutMs', options.timeoutMs, DEFAULT_LIMITER_TIMEOUT_MS);
+    this.onError = optionalFunction<RedisRateLimiterOptions['onError']>('onError', options.onError, undefined);
+    this.keys = keysFor(options.keyPrefix);
+    const { client, owned } = connect(options.redis, this.timeoutMs);
+    this.ownsClient = owned;
+    if (owned) client.on('error', () => undefined);
+    if (typeof (client as unknown as Partial<ScriptClient>).meteredTake !== 'function') {
+      client.defineCommand('meteredTake', { numberOfKeys: 2, lua: TAKE_SCRIPT });
+      client.defineCommand('meteredPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
+    }
+    this.redis = client as unknown as ScriptClient;
+  }
+
+  /** Whether this instance currently paces itself alone (Redis unreachable). */
+  get local(): boolean {
+    return this.fallingBack;
+  }
+
+  async acquire(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const wait = await this.takeShared();
+      if (wait === undefined) return this.fallback.acquire(signal);
+      if (wait <= 0) return;
+      await delay(wait, undefined, { ref: false, signal });
+    }
+  }
+
+  pauseUntil(until: number): void {
+    this.fallback.pauseUntil(until);
+    const ms = Math.ceil(until - Date.now());
+    if (ms <= 0 || this.redis.status !== 'ready') return;
+    this.redis.meteredPause(this.keys.pause, ms).catch((error: unknown) => this.fellBack(error));
+  }
+
+  /** Closes the connection it opened (a client you passed stays open). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.ownsClient) return;
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  // The shared bucket's answer, or undefined when Redis cannot give one in time (then the local bucket decides).
+  private async takeShared(): Promise<number | undefined> {
+    if (this.closed || this.redis.status !== 'ready') {
+      this.fellBack(new Error(`the connection is ${this.closed ? 'closed' : this.redis.status}`));
+      return undefined;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const wait = await Promise.race([
+        this.redis.meteredTake(this.keys.limiter, this.keys.pause, this.requestsPerSecond, this.burst),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+        }),
+      ]);
+      if (this.fallingBack) this.fallingBack = false;
+      return Number(wait);
+    } catch (error) {
+      this.fellBack(error);
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private fellBack(cause: unknown): void {
+    if (this.fallingBack) return;
+    this.fallingBack = true;
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    try {
+      this.onError?.(
+        new MeterRedisError(
+          'ERR_METER_REDIS_LIMITER_FALLBACK',
+          `The shared rate limit in Redis cannot be used (${reason}); this instance paces itself at ${this.fallbackRequestsPerSecond} requests/s until Redis answers again`,
+          [],
+          cause,
+        ),
+      );
+    } catch {
+      // As in the store: the hook's failure changes nothing here.
+    }
+  }
+}

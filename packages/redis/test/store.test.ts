@@ -1,0 +1,146 @@
+// RedisEventStore against a real Redis: push without waiting, reads with the same identifiers, acknowledgement only at settle, claims, bounds and outages.
+import { RedisEventStore } from '@metered/redis';
+import type { MeterRedisError, RedisEventStoreOptions } from '@metered/redis';
+import { Redis } from 'ioredis';
+import { describeRedis, event, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
+
+function storeOf(prefix: string, options: RedisEventStoreOptions = {}): { store: RedisEventStore; errors: MeterRedisError[] } {
+  const errors: MeterRedisError[] = [];
+  const store = new RedisEventStore({ redis: REDIS_URL, keyPrefix: prefix, pollIntervalMs: 10, onError: (e) => errors.push(e), ...options });
+  onCleanup(async () => {
+    store.close();
+    await store.closed();
+  });
+  return { store, errors };
+}
+
+async function takeAll(store: RedisEventStore, n: number) {
+  const taken = [];
+  await until(() => {
+    taken.push(...store.take(1000));
+    return taken.length >= n;
+  }, `${n} events in the read-ahead`);
+  return taken;
+}
+
+describeRedis('RedisEventStore', () => {
+  it('push() returns before Redis is asked: the events move in one pipeline on a later turn', async () => {
+    const prefix = uniquePrefix();
+    const { store } = storeOf(prefix, { deliver: false });
+    const raw = rawClient();
+    await until(() => raw.status === 'ready', 'the raw client');
+    for (let i = 0; i < 1000; i += 1) store.push(event(i));
+    // Still in this turn: nothing has been written yet, everything waits locally.
+    expect(store.localCount).toBe(1000);
+    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 1000, 'the events in the stream');
+    expect(store.localCount).toBe(0);
+  });
+
+  it('another instance reads the events with every field and the same identifiers', async () => {
+    const prefix = uniquePrefix();
+    const { store: writer } = storeOf(prefix, { deliver: false });
+    const { store: reader } = storeOf(prefix);
+    const sent = [event(1, { dimensions: { region: 'eu' } }), event(2, { value: '12345678901234567890' }), { ...event(3), account: 'acct_123' } as ReturnType<typeof event>];
+    for (const e of sent) writer.push(e);
+    const taken = await takeAll(reader, 3);
+    expect(taken).toEqual(sent.map((e) => ({ ...e, seq: 0 })));
+  });
+
+  it('an entry is acknowledged and deleted only when settled, not when read', async () => {
+    const prefix = uniquePrefix();
+    const { store } = storeOf(prefix);
+    const raw = rawClient();
+    for (let i = 0; i < 5; i += 1) store.push(event(i));
+    const taken = await takeAll(store, 5);
+    const pending = (await raw.call('XPENDING', `{${prefix}}:events`, 'metered-delivery')) as [number];
+    expect(pending[0]).toBe(5);
+    store.settle(taken.slice(0, 2), 'delivered');
+    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 3, 'two entries deleted');
+    expect(((await raw.call('XPENDING', `{${prefix}}:events`, 'metered-delivery')) as [number])[0]).toBe(3);
+  });
+
+  it("a dead consumer's pending entries are claimed by another instance with the same identifiers", async () => {
+    const prefix = uniquePrefix();
+    // The first instance gets a client of the test's own, so the test can cut it off as a crash would.
+    const doomed = new Redis(REDIS_URL, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 });
+    doomed.on('error', () => undefined);
+    const { store: first } = storeOf(prefix, { redis: doomed, claimIdleMs: 300 });
+    for (let i = 0; i < 20; i += 1) first.push(event(i));
+    const held = await takeAll(first, 20);
+    doomed.disconnect();
+    const { store: second } = storeOf(prefix, { claimIdleMs: 300 });
+    const claimed = await takeAll(second, 20);
+    expect(claimed.map((e) => e.identifier).sort()).toEqual(held.map((e) => e.identifier).sort());
+  });
+
+  it('a live consumer keeps what it holds: its heartbeat stops another instance from claiming it', async () => {
+    const prefix = uniquePrefix();
+    const { store: first } = storeOf(prefix, { claimIdleMs: 300 });
+    for (let i = 0; i < 10; i += 1) first.push(event(i));
+    await takeAll(first, 10);
+    const { store: second } = storeOf(prefix, { claimIdleMs: 300 });
+    // Three claim windows pass; the holder refreshed its entries every 100 ms, so none moved.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(second.take(100)).toEqual([]);
+  });
+
+  it('close() hands held entries back: another instance takes them at once, not after claimIdleMs', async () => {
+    const prefix = uniquePrefix();
+    const { store: first } = storeOf(prefix, { claimIdleMs: 60_000 });
+    for (let i = 0; i < 10; i += 1) first.push(event(i));
+    await takeAll(first, 10);
+    first.close();
+    await first.closed();
+    const { store: second } = storeOf(prefix, { claimIdleMs: 60_000 });
+    const started = Date.now();
+    const claimed = await takeAll(second, 10);
+    expect(claimed).toHaveLength(10);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('maxLength bounds the shared stream: hasRoomFor() turns false, and true again once entries settle', async () => {
+    const prefix = uniquePrefix();
+    const { store } = storeOf(prefix, { maxLength: 10 });
+    for (let i = 0; i < 10; i += 1) store.push(event(i));
+    expect(store.hasRoomFor(event(10))).toBe(false);
+    const taken = await takeAll(store, 10);
+    expect(store.hasRoomFor(event(10))).toBe(false);
+    store.settle(taken, 'delivered');
+    expect(store.hasRoomFor(event(10))).toBe(true);
+  });
+
+  it('an entry it did not write is removed and reported as ERR_METER_REDIS_BAD_ENTRY', async () => {
+    const prefix = uniquePrefix();
+    const raw = rawClient();
+    await raw.xadd(`{${prefix}}:events`, '*', 'e', '{not json');
+    const { store, errors } = storeOf(prefix);
+    store.push(event(1));
+    await takeAll(store, 1);
+    await until(() => errors.some((e) => e.code === 'ERR_METER_REDIS_BAD_ENTRY'), 'the bad entry reported');
+    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 1, 'the bad entry deleted');
+  });
+
+  it('Redis down at start: push() never throws, one ERR_METER_REDIS_UNAVAILABLE, the events move when Redis comes up', async () => {
+    const server = await ownRedis(false);
+    const prefix = uniquePrefix();
+    const { store, errors } = storeOf(prefix, { redis: server.url, deliver: false, retryIntervalMs: 50 });
+    for (let i = 0; i < 100; i += 1) store.push(event(i));
+    await until(() => errors.length > 0, 'the outage reported');
+    expect(store.localCount).toBe(100);
+    await server.start();
+    const raw = rawClient(server.url);
+    await until(async () => raw.status === 'ready' && (await raw.xlen(`{${prefix}}:events`)) === 100, 'the events in Redis', 15_000);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_METER_REDIS_UNAVAILABLE']);
+  });
+
+  it('close() with Redis unreachable reports what only memory held as ERR_METER_REDIS_UNFLUSHED, with the events', async () => {
+    const server = await ownRedis(false);
+    const { store, errors } = storeOf(uniquePrefix(), { redis: server.url });
+    store.push(event(1));
+    store.push(event(2));
+    store.close();
+    await store.closed();
+    const unflushed = errors.find((e) => e.code === 'ERR_METER_REDIS_UNFLUSHED');
+    expect(unflushed?.events.map((e) => e.identifier)).toEqual(['evt_1', 'evt_2']);
+  });
+});
