@@ -1,6 +1,7 @@
 // RedisEventStore against a real Redis: push without waiting, reads with the same identifiers, acknowledgement only at settle, claims, bounds and outages.
 import { RedisEventStore } from '@metered/redis';
 import type { MeterRedisError, RedisEventStoreOptions } from '@metered/redis';
+import type { QueuedEvent } from '@metered/core';
 import { Redis } from 'ioredis';
 import { describeRedis, event, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
 
@@ -15,7 +16,7 @@ function storeOf(prefix: string, options: RedisEventStoreOptions = {}): { store:
 }
 
 async function takeAll(store: RedisEventStore, n: number) {
-  const taken = [];
+  const taken: QueuedEvent[] = [];
   await until(() => {
     taken.push(...store.take(1000));
     return taken.length >= n;
