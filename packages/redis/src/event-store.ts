@@ -88,6 +88,8 @@ export class RedisEventStore implements DurableEventStore {
   private toAck: string[] = [];
   private toTouch: string[] = [];
   private streamLength = 0;
+  // Events taken from the local store for a pipeline that has not answered yet.
+  private inTransit = 0;
   private lastAddedId: string | undefined;
 
   private ready = false;
@@ -148,7 +150,7 @@ export class RedisEventStore implements DurableEventStore {
 
   /** Events waiting in this process for Redis (an outage, or the current turn). */
   get localCount(): number {
-    return this.local.size;
+    return this.local.size + this.inTransit;
   }
 
   push(event: QueuedEvent): void {
@@ -282,7 +284,7 @@ export class RedisEventStore implements DurableEventStore {
   // Local events, plus (as far as Redis can say right now) stream entries up to the last one this instance added.
   private async pendingUpTo(): Promise<number> {
     this.scheduleMove();
-    const local = this.local.size;
+    const local = this.local.size + this.inTransit;
     if (!this.ready || this.lastAddedId === undefined) return local + (this.ready ? 0 : this.prefetched.length + this.entryIds.size);
     try {
       const older = (await this.redis.call('XRANGE', this.keys.stream, '-', this.lastAddedId, 'COUNT', 1000)) as unknown[];
@@ -398,11 +400,14 @@ export class RedisEventStore implements DurableEventStore {
     for (const event of events) pipeline.call('XADD', this.keys.stream, '*', ENTRY_FIELD, encodeEvent(event));
     pipeline.call('XLEN', this.keys.stream);
     let results: [Error | null, unknown][] | null;
+    this.inTransit += events.length;
     try {
       results = await pipeline.exec();
     } catch (error) {
       results = null;
       this.unavailable(error);
+    } finally {
+      this.inTransit -= events.length;
     }
     const failed: QueuedEvent[] = [];
     const moved: QueuedEvent[] = [];
