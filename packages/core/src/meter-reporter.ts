@@ -70,7 +70,8 @@ export class MeterReporter {
   readonly #counters = new Counters();
   readonly #hooks: Hooks;
   readonly #store: DurableEventStore;
-  readonly #recent = new RecentEvents();
+  // Only once a meter error webhook is attached (rememberIdentifiers()): otherwise report() pays nothing for it.
+  #recent: RecentEvents | undefined;
   readonly #aggregator: Aggregator | undefined;
   readonly #metrics: ReporterMetrics;
   // A turn's reports share one waitUntil promise: one flush per turn, not one per event.
@@ -140,7 +141,7 @@ export class MeterReporter {
     const aggregator = this.#aggregator;
     const identifier = aggregator !== undefined && aggregator.takes(input?.eventName) ? this.#fold(aggregator, input) : this.#intake.report(input);
     // Stripe's error reports name only identifiers; remembering who they billed lets the webhook say which customer.
-    this.#recent.remember(identifier, input.eventName, input.customerId);
+    this.#recent?.remember(identifier, input.eventName, input.customerId);
     if (this.#config.waitUntil !== undefined) this.#handToWaitUntil(this.#config.waitUntil);
     return identifier;
   }
@@ -321,9 +322,18 @@ export class MeterReporter {
     return this.#http.get(this.#config.apiOrigin, pathAndQuery, { bearer: this.#config.apiKey, signal: this.#delivery.signal });
   }
 
+  /**
+   * Starts remembering the last 50 000 identifiers with their customer and event name, so that a meter error
+   * webhook can say whom a rejected event billed (Stripe's reports name only identifiers). The webhook handler
+   * calls it when it is created; until then report() keeps nothing.
+   */
+  rememberIdentifiers(): void {
+    this.#recent ??= new RecentEvents();
+  }
+
   /** The event name and customer of an identifier this reporter reported recently (the last 50 000), if it remembers it. */
   lookupIdentifier(identifier: string): RecentEvent | undefined {
-    return this.#recent.lookup(identifier);
+    return this.#recent?.lookup(identifier);
   }
 
   /** The reporter's logger (the one given, or the default), for adapters that log through it. */

@@ -23,17 +23,27 @@ const COLUMN_INDEX: Readonly<Record<LedgerColumn, number>> = { accepted: 0, deli
 /** Ledger cells keyed by hour, customer and event name; adding is O(1) and exact. */
 export class LedgerCells {
   readonly cells = new Map<string, LedgerCell>();
-  // report() adds a cell per event: runs of one customer, meter and value skip the key string, the
-  // map lookup and the BigInt parse (together most of the ledger's cost on the hot path).
-  private lastCell: LedgerCell | undefined;
+  // report() adds a cell per event. The current cell of each customer × event name is found through two
+  // lookups by the strings the event already holds (no key string built, nothing allocated); only a new
+  // hour goes through the keyed map. A run of one value skips the BigInt parse.
+  private readonly current = new Map<string, Map<string, LedgerCell>>();
   private lastValue = '';
   private lastValueBig = 0n;
 
   add(event: MeterEvent, column: LedgerColumn): void {
     const hour = event.timestamp - (event.timestamp % HOUR_MS);
-    const last = this.lastCell;
-    const cell = last !== undefined && last.hour === hour && last.customerId === event.customerId && last.eventName === event.eventName ? last : this.cellOf(hour, event.customerId, event.eventName);
-    this.lastCell = cell;
+    let byEvent = this.current.get(event.customerId);
+    if (byEvent === undefined) {
+      byEvent = new Map();
+      this.current.set(event.customerId, byEvent);
+    }
+    let cell = byEvent.get(event.eventName);
+    if (cell === undefined || cell.hour !== hour) {
+      cell = this.cellOf(hour, event.customerId, event.eventName);
+      // Events of an earlier hour (a late timestamp) do not displace the current one.
+      const shown = byEvent.get(event.eventName);
+      if (shown === undefined || shown.hour < hour) byEvent.set(event.eventName, cell);
+    }
     if (event.value !== this.lastValue) {
       this.lastValueBig = BigInt(event.value);
       this.lastValue = event.value;
@@ -73,7 +83,7 @@ export class LedgerCells {
 
   clear(): void {
     this.cells.clear();
-    this.lastCell = undefined;
+    this.current.clear();
   }
 }
 

@@ -90,6 +90,8 @@ export interface RecentEvent {
 export interface VerdictReporter {
   readStripe(pathAndQuery: string): Promise<unknown>;
   lookupIdentifier(identifier: string): RecentEvent | undefined;
+  /** Starts remembering identifiers for `lookupIdentifier` (a reporter keeps none until asked). */
+  rememberIdentifiers?(): void;
   handleError(error: MeterError): void;
 }
 

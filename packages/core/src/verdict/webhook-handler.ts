@@ -47,6 +47,7 @@ export function createMeterErrorWebhook(options: MeterErrorWebhookOptions): Mete
   }
   const now = options.now ?? Date.now;
   if (typeof now !== 'function') throw new MeterConfigError('now', 'must be a function returning epoch milliseconds');
+  reporter.rememberIdentifiers?.();
   const context: MappingContext = {
     read: (path) => reporter.readStripe(path),
     lookup: (identifier) => reporter.lookupIdentifier(identifier),

@@ -132,8 +132,11 @@ describe('a spool that cannot be used', () => {
     expect(totalsFor(fake, 'api_requests')).toEqual({ cus_a: 50, cus_b: 30 });
     expect(fake.stats().duplicateEvents).toBe(0);
     // The memory fallback keeps nothing for later: its close() drops what is left instead of keeping it.
+    // Held at the fake, so the event cannot be delivered in the instant before close's 0 ms timeout.
+    const held = fake.faults.hold({ endpoint: 'meter_event_stream' });
     second.reporter.report({ eventName: 'api_requests', customerId: 'cus_b', identifier: 'lock_b_last' });
     expect(await second.reporter.close({ timeoutMs: 0 })).toMatchObject({ kept: 0, dropped: 1 });
+    held.release();
   });
 
   it.each([
