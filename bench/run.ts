@@ -20,17 +20,20 @@ import type { NaivePlan } from './scenarios/naive';
 import type { OverheadPlan } from './scenarios/overhead';
 import { deliveryThroughput, hotPathAndMemory, pacing } from './scenarios/reporter';
 import type { ReporterPlan } from './scenarios/reporter';
+import { redisQueue } from './scenarios/redis';
+import type { RedisPlan } from './scenarios/redis';
 
 const ROOT = path.join(__dirname, '..');
 const REPORT = path.join(ROOT, 'docs', 'BENCHMARKS.md');
 const NOTES = path.join(__dirname, 'NOTES.md');
 /** What the scenarios load from dist, in build order. */
-const PACKAGES = ['core', 'testing', 'express', 'nestjs'];
+const PACKAGES = ['core', 'testing', 'express', 'nestjs', 'redis'];
 
 export interface Plan {
   overhead: OverheadPlan;
   naive: NaivePlan;
   reporter: ReporterPlan;
+  redis: RedisPlan;
 }
 
 const FULL: Plan = {
@@ -42,6 +45,7 @@ const FULL: Plan = {
     hotPath: { runs: 7, ops: 200_000 },
     memory: { events: 1_000_000 },
   },
+  redis: { events: 300_000, hotPath: { runs: 7, ops: 100_000 } },
 };
 
 const QUICK: Plan = {
@@ -53,6 +57,7 @@ const QUICK: Plan = {
     hotPath: { runs: 3, ops: 20_000 },
     memory: { events: 50_000 },
   },
+  redis: { events: 20_000, hotPath: { runs: 3, ops: 10_000 } },
 };
 
 interface Scenario {
@@ -68,6 +73,7 @@ const SCENARIOS: Scenario[] = [
   { id: '4', run: (plan, log) => deliveryThroughput('4', plan.reporter, log) },
   { id: '5', run: (plan, log) => pacing('5', plan.reporter, log) },
   { id: '6', run: (plan, log) => hotPathAndMemory('6', plan.reporter, log) },
+  { id: '7', run: (plan, log) => redisQueue('7', plan.redis, log) },
 ];
 
 function newest(dir: string): number {

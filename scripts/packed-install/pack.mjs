@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Dependency order: each package's prepack compiles against the dist/ of those before it. */
-export const PACKAGES = ['core', 'express', 'nestjs', 'testing'];
+export const PACKAGES = ['core', 'express', 'nestjs', 'testing', 'redis'];
 /** Files every tarball must contain; `spec/` is what @metered/testing's SPEC_PATH resolves to once installed. */
 const REQUIRED_FILES = {
   common: ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts'],
