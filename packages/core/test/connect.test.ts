@@ -31,12 +31,11 @@ describe.each(['stream', 'direct'] as const)('connected accounts in %s mode', (m
     }
     await reporter.flush();
     expect(recorded.errors).toEqual([]);
-    const sends = fake.requests().filter((r) => r.endpoint === (mode === 'stream' ? 'meter_event_stream' : 'meter_events'));
-    for (const send of sends) {
-      const body = send.body as { events?: { payload: Record<string, string> }[]; payload?: Record<string, string> };
-      const events = body.events ?? [body as { payload: Record<string, string> }];
-      for (const event of events) expect(send.headers['stripe-context']).toBe(ACCOUNT_OF[event.payload.stripe_customer_id!]);
-    }
+    // The fake files each event under its session's (stream) or request's (direct) Stripe-Context.
+    expect(fake.totals()).toEqual({ cus_p1: { api_requests: 10 } });
+    expect(fake.totals({ account: 'acct_1A' })).toEqual({ cus_a1: { api_requests: 10 }, cus_a2: { api_requests: 10 } });
+    expect(fake.totals({ account: 'acct_2B' })).toEqual({ cus_b1: { api_requests: 10 } });
+    for (const event of fake.events()) expect(event.account).toBe(ACCOUNT_OF[event.customer]);
     expect(fake.events()).toHaveLength(40);
     if (mode === 'stream') {
       // One session per account, each created under the account's context.

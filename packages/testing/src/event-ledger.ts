@@ -9,6 +9,7 @@ import type {
   MeterFormula,
   MeterTotals,
   RejectedEventRecord,
+  TotalsFilter,
 } from './types';
 import type { RuleViolation } from './validation';
 
@@ -27,7 +28,16 @@ class StoredEvent {
     readonly receivedAt: number,
     readonly meterId: string,
     readonly formula: MeterFormula,
+    readonly account: string | undefined,
   ) {}
+}
+
+/**
+ * Where an identifier is remembered: each connected account is its own Stripe account, with its own
+ * 24 h identifier window, so the same identifier under two accounts names two events.
+ */
+function keyOf(account: string | undefined, identifier: string): string {
+  return account === undefined ? identifier : `${account}\u0000${identifier}`;
 }
 
 // Module-level copy: hot paths should not go through a module binding per event.
@@ -89,8 +99,8 @@ export class EventLedger {
   private cancelled = 0;
 
   /** True when the identifier was accepted within the last 24 h (cancelled events keep their identifier). */
-  isDuplicate(identifier: string, now: number): boolean {
-    const seen = this.byIdentifier.get(identifier);
+  isDuplicate(identifier: string, now: number, account?: string): boolean {
+    const seen = this.byIdentifier.get(keyOf(account, identifier));
     return seen !== undefined && now - seen.receivedAt < WINDOW_MS;
   }
 
@@ -121,12 +131,14 @@ export class EventLedger {
     via: EventChannel,
     receivedAt: number,
     meter: FakeMeter,
+    account?: string,
   ): void {
-    const event = new StoredEvent(eventName, identifier, customer, value, timestampMs, payload, via, receivedAt, meter.id, meter.formula);
+    const event = new StoredEvent(eventName, identifier, customer, value, timestampMs, payload, via, receivedAt, meter.id, meter.formula, account);
     this.stored.push(event);
+    const key = keyOf(account, identifier);
     // Re-inserting an expired identifier must move it to the end, or the sweep would stop early.
-    if (this.byIdentifier.has(event.identifier)) this.byIdentifier.delete(event.identifier);
-    this.byIdentifier.set(event.identifier, event);
+    if (this.byIdentifier.has(key)) this.byIdentifier.delete(key);
+    this.byIdentifier.set(key, event);
   }
 
   reject(record: RejectedEventRecord): void {
@@ -149,12 +161,12 @@ export class EventLedger {
   }
 
   /** Applies a cancel adjustment at once (Stripe does it asynchronously) and records the outcome. */
-  cancel(id: string, eventName: string, identifier: string, now: number): AdjustmentRecord {
-    let target = this.byIdentifier.get(identifier);
+  cancel(id: string, eventName: string, identifier: string, now: number, account?: string): AdjustmentRecord {
+    let target = this.byIdentifier.get(keyOf(account, identifier));
     if (target === undefined) {
       // Expired from the window: find it anyway so the reason can say why.
       for (let i = this.stored.length - 1; i >= 0; i--) {
-        if (this.stored[i]?.identifier === identifier) {
+        if (this.stored[i]?.identifier === identifier && this.stored[i]?.account === account) {
           target = this.stored[i];
           break;
         }
@@ -168,7 +180,7 @@ export class EventLedger {
       target.cancelled = true;
       this.cancelled++;
     }
-    const record: AdjustmentRecord = Object.freeze({ id, eventName, identifier, applied: reason === null, reason, receivedAt: now });
+    const record: AdjustmentRecord = Object.freeze({ id, eventName, identifier, applied: reason === null, reason, receivedAt: now, ...(account === undefined ? {} : { account }) });
     this.adjustmentRecords.push(record);
     return record;
   }
@@ -189,6 +201,8 @@ export class EventLedger {
           via: e.via,
           receivedAt: e.receivedAt,
           meterId: e.meterId,
+          // Only on a connected account's events, so records of platform-only tests keep their shape.
+          ...(e.account === undefined ? {} : { account: e.account }),
         }),
       );
     }
@@ -208,18 +222,20 @@ export class EventLedger {
   }
 
   /** Aggregate of one meter for one customer over event timestamps in [fromMs, toMs). */
-  aggregate(meterId: string, formula: MeterFormula, customer: string, fromMs: number, toMs: number): bigint {
+  aggregate(meterId: string, formula: MeterFormula, customer: string, fromMs: number, toMs: number, account?: string): bigint {
     const agg = emptyAggregate(formula);
     for (const e of this.stored) {
-      if (!e.cancelled && e.meterId === meterId && e.customer === customer && e.timestampMs >= fromMs && e.timestampMs < toMs) addTo(agg, e);
+      if (!e.cancelled && e.account === account && e.meterId === meterId && e.customer === customer && e.timestampMs >= fromMs && e.timestampMs < toMs) addTo(agg, e);
     }
     return result(agg);
   }
 
-  exactTotals(): MeterTotals<bigint> {
+  /** One account's aggregates: the platform's own without a filter, as Stripe keeps each account's meters apart. */
+  exactTotals(filter?: TotalsFilter): MeterTotals<bigint> {
+    const account = filter?.account;
     const aggs = new Map<string, Map<string, Aggregate>>();
     for (const e of this.stored) {
-      if (e.cancelled) continue;
+      if (e.cancelled || e.account !== account) continue;
       let perCustomer = aggs.get(e.customer);
       if (perCustomer === undefined) aggs.set(e.customer, (perCustomer = new Map<string, Aggregate>()));
       let agg = perCustomer.get(e.eventName);
@@ -236,8 +252,8 @@ export class EventLedger {
   }
 
   /** Totals as numbers; refuses to round silently. */
-  totals(): MeterTotals<number> {
-    return numericTotals(this.exactTotals());
+  totals(filter?: TotalsFilter): MeterTotals<number> {
+    return numericTotals(this.exactTotals(filter));
   }
 
   clear(): void {

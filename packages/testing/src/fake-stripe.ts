@@ -41,6 +41,7 @@ import type {
   MeterTotals,
   FakeMeter,
   RejectedEventRecord,
+  TotalsFilter,
 } from './types';
 import { checkStreamShape, customerOf, eventShapeError, eventTimeMs, meterViolation, noCustomer, valueOrTimeViolation } from './validation';
 import type { EventInput, RuleViolation } from './validation';
@@ -60,6 +61,8 @@ interface Exchange {
   readonly query: URLSearchParams;
   readonly endpoint: FakeEndpoint | null;
   readonly headers: IncomingHttpHeaders;
+  /** The `Stripe-Context` header: the connected account the request acts for; undefined for the key's own account. */
+  readonly context: string | undefined;
   readonly rawBody: string;
   /** Parsed JSON; undefined for an empty body; `INVALID_JSON` when unparsable. */
   readonly body: unknown;
@@ -113,6 +116,11 @@ function toJson(body: unknown): { text: string; exact: boolean } {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function contextOf(headers: IncomingHttpHeaders): string | undefined {
+  const context = headers['stripe-context'];
+  return typeof context === 'string' && context.length > 0 ? context : undefined;
 }
 
 function bearer(headers: IncomingHttpHeaders): string | null | undefined {
@@ -220,12 +228,12 @@ class FakeStripeServer implements FakeStripe {
     return this.ledger.adjustments();
   }
 
-  totals(): MeterTotals<number> {
-    return this.ledger.totals();
+  totals(filter?: TotalsFilter): MeterTotals<number> {
+    return this.ledger.totals(filter);
   }
 
-  exactTotals(): MeterTotals<bigint> {
-    return this.ledger.exactTotals();
+  exactTotals(filter?: TotalsFilter): MeterTotals<bigint> {
+    return this.ledger.exactTotals(filter);
   }
 
   requests(): LoggedRequest[] {
@@ -242,8 +250,8 @@ class FakeStripeServer implements FakeStripe {
     });
   }
 
-  createSession(): MeterEventSessionObject {
-    return this.sessions.create();
+  createSession(account?: string): MeterEventSessionObject {
+    return this.sessions.create(account);
   }
 
   reset(): void {
@@ -314,6 +322,7 @@ class FakeStripeServer implements FakeStripe {
       query,
       endpoint: endpointOf(path),
       headers: req.headers,
+      context: contextOf(req.headers),
       rawBody: text,
       body,
       tooLarge,
@@ -420,7 +429,9 @@ class FakeStripeServer implements FakeStripe {
     if (ex.endpoint === null) return notFound;
     if (ex.endpoint === 'meter_event_stream') {
       if (ex.host !== 'meter_events' || ex.method !== 'POST') return notFound;
-      return this.authenticateStream(ex) ?? this.checkV2Request(ex) ?? this.streamEvents(ex);
+      const auth = this.authenticateStream(ex);
+      if ('status' in auth) return auth;
+      return this.checkV2Request(ex) ?? this.streamEvents(ex, auth.account);
     }
     const handler = ex.host === 'api' ? this.apiRoutes.get(`${ex.method} ${ex.endpoint}`) : undefined;
     if (handler === undefined) return notFound;
@@ -448,7 +459,8 @@ class FakeStripeServer implements FakeStripe {
     return unauthorized('Invalid API Key provided.');
   }
 
-  private authenticateStream(ex: Exchange): Answer | null {
+  /** The session's account when the token may send, or the refusal. */
+  private authenticateStream(ex: Exchange): Answer | { readonly account: string | undefined } {
     const token = bearer(ex.headers);
     if (token === undefined) return unauthorized('You did not provide a meter event session token. Create one with POST /v2/billing/meter_event_session.');
     if (token === null) return unauthorized('Invalid Authorization header: use Bearer auth with a meter event session token.');
@@ -458,9 +470,19 @@ class FakeStripeServer implements FakeStripe {
       );
     }
     const state = this.sessions.check(token);
-    if (state === 'valid') return null;
     if (state === 'expired') return sessionExpired();
-    return unauthorized('Invalid meter event session token.');
+    if (state === 'unknown') return unauthorized('Invalid meter event session token.');
+    const account = this.sessions.accountOf(token);
+    // The token carries the context its session was created under (https://docs.stripe.com/context), so a
+    // request may repeat that context or omit it. Stripe's docs say nothing about a request naming another
+    // account than its session's; the fake refuses it with a 400 rather than guess which account to bill.
+    if (ex.context !== undefined && ex.context !== account) {
+      return invalidRequest(
+        'stripe_context_mismatch',
+        `This meter event session was created for ${account ?? 'the platform account'}, but the request's Stripe-Context names ${ex.context}; create a session under that Stripe-Context.`,
+      );
+    }
+    return { account };
   }
 
   /** What every v2 request needs before its body is looked at: an API version and a JSON body. */
@@ -495,7 +517,7 @@ class FakeStripeServer implements FakeStripe {
     if (missing !== null) return stripeError(400, { type: 'invalid_request_error', code: missing.syncCode, message: missing.message });
 
     // Stripe allows one in-flight call per (customer, meter); the lock lives until this response is sent.
-    const lock = `${event.event_name}\u0000${customer}`;
+    const lock = `${ex.context ?? ''}\u0000${event.event_name}\u0000${customer}`;
     if (this.locks.has(lock)) {
       return stripeError(409, {
         type: 'invalid_request_error',
@@ -510,12 +532,12 @@ class FakeStripeServer implements FakeStripe {
     if (invalid !== null) return invalidRequest(invalid.syncCode, invalid.message);
     this.ledger.sweep(ex.time);
     const identifier = event.identifier ?? randomUUID();
-    if (this.ledger.isDuplicate(identifier, ex.time)) {
+    if (this.ledger.isDuplicate(identifier, ex.time, ex.context)) {
       this.ledger.countDuplicate();
       return invalidRequest('duplicate_meter_event', `A meter event with identifier "${identifier}" was already received in the past 24 hours.`);
     }
     const timestampMs = eventTimeMs(event, ex.time);
-    this.ledger.accept(event.event_name, identifier, customer, event.payload[meter.valueKey]!, timestampMs, event.payload, 'direct', ex.time, meter);
+    this.ledger.accept(event.event_name, identifier, customer, event.payload[meter.valueKey]!, timestampMs, event.payload, 'direct', ex.time, meter, ex.context);
     return {
       status: 200,
       body: {
@@ -531,7 +553,7 @@ class FakeStripeServer implements FakeStripe {
   }
 
   /** Validates the shape synchronously; business rules are applied per event and failures only recorded, as Stripe does. */
-  private streamEvents(ex: Exchange): Answer {
+  private streamEvents(ex: Exchange, account: string | undefined): Answer {
     const shape = checkStreamShape(ex.body);
     if (!shape.ok) return invalidFields(shape.message);
     const now = ex.time;
@@ -549,11 +571,11 @@ class FakeStripeServer implements FakeStripe {
         this.webhooks.add(record, meter);
         continue;
       }
-      if (this.ledger.isDuplicate(identifier, now)) {
+      if (this.ledger.isDuplicate(identifier, now, account)) {
         this.ledger.countDuplicate();
         continue;
       }
-      this.ledger.accept(event.event_name, identifier, customer!, event.payload[meter!.valueKey]!, eventTimeMs(event, now), event.payload, 'stream', now, meter!);
+      this.ledger.accept(event.event_name, identifier, customer!, event.payload[meter!.valueKey]!, eventTimeMs(event, now), event.payload, 'stream', now, meter!, account);
     }
     return { status: 200, body: {} };
   }
@@ -562,7 +584,7 @@ class FakeStripeServer implements FakeStripe {
     if (ex.body !== undefined && !(isPlainObject(ex.body) && Object.keys(ex.body).length === 0)) {
       return invalidFields('POST /v2/billing/meter_event_session takes no parameters.');
     }
-    return { status: 200, body: this.sessions.create() };
+    return { status: 200, body: this.sessions.create(ex.context) };
   }
 
   private createAdjustment(ex: Exchange): Answer {
@@ -583,7 +605,7 @@ class FakeStripeServer implements FakeStripe {
       if (key !== 'identifier') return invalidRequest('invalid_cancel_configuration', `cancel.${key} is not a recognized parameter.`);
     }
     const id = randomId('mea_');
-    this.ledger.cancel(id, body.event_name, cancel.identifier, ex.time);
+    this.ledger.cancel(id, body.event_name, cancel.identifier, ex.time, ex.context);
     return {
       status: 200,
       body: {
@@ -669,7 +691,7 @@ class FakeStripeServer implements FakeStripe {
     const data = windows.reverse().map(([from, to]) => ({
       id: `mtrusg_${meter.id}_${from}_${to}`,
       object: 'billing.meter_event_summary',
-      aggregated_value: this.ledger.aggregate(meter.id, meter.formula, customer, from * 1000, to * 1000),
+      aggregated_value: this.ledger.aggregate(meter.id, meter.formula, customer, from * 1000, to * 1000, ex.context),
       end_time: to,
       livemode: this.config.livemode,
       meter: meter.id,

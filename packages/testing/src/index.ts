@@ -56,6 +56,7 @@ export type {
   MeterRegistry,
   MeterStatus,
   MeterTotals,
+  TotalsFilter,
   OutageOptions,
   RateLimitOptions,
   RecordedMeteringError,

@@ -1,4 +1,4 @@
-// Meter event sessions: short-lived bearer tokens for the stream host, expiring on the fake's clock.
+// Meter event sessions: short-lived bearer tokens for the stream host, expiring on the fake's clock, each bound to one account.
 import { randomBytes } from 'node:crypto';
 
 import { randomId } from './random';
@@ -6,6 +6,8 @@ import type { MeterEventSessionObject } from './types';
 
 interface Session {
   readonly id: string;
+  /** The `Stripe-Context` the session was created under; undefined for the platform's own. */
+  readonly account: string | undefined;
   expiresAt: number;
 }
 
@@ -23,11 +25,11 @@ export class SessionStore {
     private readonly livemode: boolean,
   ) {}
 
-  create(): MeterEventSessionObject {
+  create(account?: string): MeterEventSessionObject {
     const created = this.now();
     this.prune(created);
     const token = `ek_${this.livemode ? 'live' : 'test'}_${randomBytes(32).toString('base64url')}`;
-    const session: Session = { id: randomId('mes_'), expiresAt: created + this.ttlMs };
+    const session: Session = { id: randomId('mes_'), account, expiresAt: created + this.ttlMs };
     this.byToken.set(token, session);
     return Object.freeze({
       id: session.id,
@@ -43,6 +45,11 @@ export class SessionStore {
     const session = this.byToken.get(token);
     if (session === undefined) return 'unknown';
     return this.now() < session.expiresAt ? 'valid' : 'expired';
+  }
+
+  /** The account a live or expired token was issued for (undefined: the platform, or not a token of this fake). */
+  accountOf(token: string): string | undefined {
+    return this.byToken.get(token)?.account;
   }
 
   /** True when the string is a token this fake issued (live or expired): used to refuse it on the API host. */

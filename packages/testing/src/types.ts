@@ -262,6 +262,8 @@ export interface MeterEventRecord {
   readonly receivedAt: number;
   /** Id of the meter that counted the event. */
   readonly meterId: string;
+  /** The connected account (`Stripe-Context`) the event was recorded under; absent for the platform's own. */
+  readonly account?: string;
 }
 
 /** Codes Stripe uses in `v1.billing.meter.error_report_triggered` for events rejected after acceptance. */
@@ -312,6 +314,8 @@ export interface AdjustmentRecord {
   /** Why a cancellation had no effect (Stripe processes adjustments asynchronously and answers `pending`). */
   readonly reason: 'not_found' | 'already_cancelled' | 'outside_24h_window' | null;
   readonly receivedAt: number;
+  /** The connected account (`Stripe-Context`) the adjustment was sent under; absent for the platform's own. */
+  readonly account?: string;
 }
 
 /** One entry of the request log; secrets are redacted. */
@@ -470,6 +474,15 @@ export interface MeterEventSessionObject {
   readonly livemode: boolean;
 }
 
+/** Which account's aggregates `totals()` and `exactTotals()` read. */
+export interface TotalsFilter {
+  /**
+   * The connected account (`acct_…`, the `Stripe-Context` the events were sent under), each kept apart as Stripe does.
+   * @default undefined (the platform's own events)
+   */
+  readonly account?: string | undefined;
+}
+
 /** Per-customer, per-event-name aggregates: `totals()[customer][eventName]`. */
 export type MeterTotals<T> = Record<string, Record<string, T>>;
 
@@ -506,18 +519,19 @@ export interface FakeStripe {
   /** Adjustments received, oldest first. */
   adjustments(): AdjustmentRecord[];
   /**
-   * Aggregates by meter formula: `totals()[customer][eventName]`. Throws a `FakeStripeError` with code
+   * Aggregates by meter formula: `totals()[customer][eventName]`, of the platform's own events or, with
+   * `{ account }`, of one connected account's. Throws a `FakeStripeError` with code
    * `ERR_FAKE_STRIPE_PRECISION` when an aggregate exceeds `Number.MAX_SAFE_INTEGER`; use `exactTotals()` then.
    */
-  totals(): MeterTotals<number>;
-  /** Aggregates as exact bigints. */
-  exactTotals(): MeterTotals<bigint>;
+  totals(filter?: TotalsFilter): MeterTotals<number>;
+  /** Aggregates as exact bigints; the same `{ account }` filter as `totals()`. */
+  exactTotals(filter?: TotalsFilter): MeterTotals<bigint>;
   /** The request log (a ring buffer), oldest first; secrets redacted. */
   requests(): LoggedRequest[];
   /** Counters since start or the last reset. */
   stats(): FakeStripeStats;
-  /** Issues a session directly, as `POST /v2/billing/meter_event_session` would. */
-  createSession(): MeterEventSessionObject;
+  /** Issues a session directly, as `POST /v2/billing/meter_event_session` would (under `account`'s `Stripe-Context` when given). */
+  createSession(account?: string): MeterEventSessionObject;
   /** Clears events, rejections, adjustments, the dedup window, the request log, faults and the rate limiter; keeps meters and sessions. */
   reset(): void;
   /** Stops both listeners and drops open connections. */
