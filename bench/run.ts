@@ -22,6 +22,8 @@ import { deliveryThroughput, hotPathAndMemory, pacing } from './scenarios/report
 import type { ReporterPlan } from './scenarios/reporter';
 import { redisQueue } from './scenarios/redis';
 import type { RedisPlan } from './scenarios/redis';
+import { spoolScenario } from './scenarios/spool';
+import type { SpoolPlan } from './scenarios/spool';
 
 const ROOT = path.join(__dirname, '..');
 const REPORT = path.join(ROOT, 'docs', 'BENCHMARKS.md');
@@ -34,6 +36,7 @@ export interface Plan {
   naive: NaivePlan;
   reporter: ReporterPlan;
   redis: RedisPlan;
+  spool: SpoolPlan;
 }
 
 const FULL: Plan = {
@@ -46,6 +49,11 @@ const FULL: Plan = {
     memory: { events: 1_000_000 },
   },
   redis: { events: 300_000, hotPath: { runs: 7, ops: 100_000 } },
+  spool: {
+    hotPath: { runs: 7, ops: 50_000, perTurn: 100 },
+    delivery: { seconds: 8, warmupSeconds: 2 },
+    overhead: { warmupSeconds: 8, rounds: 6, pairs: 3, seconds: 3, connections: 10, latencyConnections: 1 },
+  },
 };
 
 const QUICK: Plan = {
@@ -58,6 +66,11 @@ const QUICK: Plan = {
     memory: { events: 50_000 },
   },
   redis: { events: 20_000, hotPath: { runs: 3, ops: 10_000 } },
+  spool: {
+    hotPath: { runs: 3, ops: 5_000, perTurn: 100 },
+    delivery: { seconds: 0.5, warmupSeconds: 0.3 },
+    overhead: { warmupSeconds: 0.3, rounds: 1, pairs: 1, seconds: 0.5, connections: 10, latencyConnections: 1 },
+  },
 };
 
 interface Scenario {
@@ -74,6 +87,7 @@ const SCENARIOS: Scenario[] = [
   { id: '5', run: (plan, log) => pacing('5', plan.reporter, log) },
   { id: '6', run: (plan, log) => hotPathAndMemory('6', plan.reporter, log) },
   { id: '7', run: (plan, log) => redisQueue('7', plan.redis, log) },
+  { id: '8', run: (plan, log) => spoolScenario('8', plan.spool, log) },
 ];
 
 function newest(dir: string): number {

@@ -9,18 +9,20 @@ import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
 import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, reporterOptions } from './shared';
 import type { Delivery, ServerConfig, ServerReady } from './shared';
+import type { SpoolServerSettings } from '../scenarios/spool';
 
 const NAIVE_CUSTOMERS = Array.from({ length: 1000 }, (_, i) => `cus_bench_${String(i).padStart(4, '0')}`);
 
 function main(): void {
-  const { variant, fake } = childConfig<ServerConfig>();
+  // `spool` is set by scenario 8 only: the metered variant's reporter then runs over the on-disk spool.
+  const { variant, fake, spool } = childConfig<ServerConfig & SpoolServerSettings>();
   if (variant === 'noop-interceptor') throw new Error('noop-interceptor is a Nest variant');
   const app = express();
   let reporter: MeterReporter | undefined;
   let flush = (): Promise<void> => Promise.resolve();
 
   if (variant === 'metered') {
-    reporter = new MeterReporter(reporterOptions(fake));
+    reporter = new MeterReporter(spool === undefined ? reporterOptions(fake) : { ...reporterOptions(fake), spool });
     const metering = meterUsage({ reporter, eventName: BENCH_EVENT, customer: () => BENCH_CUSTOMER });
     flush = () => metering.flush();
     app.use(metering);
