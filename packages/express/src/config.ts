@@ -4,7 +4,7 @@ import type { VerifyMetersMode } from '@metered/core';
 import { checkEventNameOption as checkEventName, checkValueOption as checkValue, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { ResolvedAdapterOptions } from '@metered/core';
 import type { Request, Response } from 'express';
-import type { BillIf, CustomerResolver, EventNameResolver, MeterUsageOptions, MeterValue, ValueResolver } from './types';
+import type { AccountResolver, BillIf, CustomerResolver, EventNameResolver, MeterUsageOptions, MeterValue, ValueResolver } from './types';
 
 /** Bills responses the client received as a success. */
 export function defaultBillIf(_req: Request, res: Response): boolean {
@@ -17,12 +17,14 @@ export function defaultCustomer(req: Request, res: Response): string | undefined
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'reporter', 'eventName', 'customer', 'value', 'billIf', 'billAborted', 'abortGraceMs', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs', 'verifyMeters',
+  'reporter', 'eventName', 'customer', 'account', 'value', 'billIf', 'billAborted', 'abortGraceMs', 'identifier', 'idempotencyKeyHeader', 'resolveTimeoutMs', 'verifyMeters',
 ]);
 
 export interface ResolvedOptions extends ResolvedAdapterOptions {
   readonly eventName: string | EventNameResolver;
   readonly customer: CustomerResolver;
+  /** Undefined: no account resolver, so core never asks and every event bills the platform. */
+  readonly account: AccountResolver | undefined;
   readonly value: MeterValue | ValueResolver;
   readonly billIf: BillIf;
   readonly billAborted: boolean;
@@ -49,6 +51,7 @@ export function resolveOptions(options: MeterUsageOptions): ResolvedOptions {
     resolveTimeoutMs: optionalMilliseconds('resolveTimeoutMs', o.resolveTimeoutMs ?? undefined, DEFAULT_RESOLVE_TIMEOUT_MS),
     eventName: checkEventNameOption('eventName', o.eventName ?? DEFAULT_EVENT_NAME),
     customer: optionalFunction<CustomerResolver>('customer', o.customer, defaultCustomer),
+    account: optionalFunction<AccountResolver | undefined>('account', o.account, undefined),
     value: checkValueOption('value', o.value ?? DEFAULT_VALUE),
     billIf: optionalFunction<BillIf>('billIf', o.billIf, defaultBillIf),
     verifyMeters: checkVerifyMetersMode(o.verifyMeters),

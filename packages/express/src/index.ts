@@ -32,6 +32,7 @@ export type {
   EventNameResolver,
   ValueResolver,
   CustomerResolver,
+  AccountResolver,
   BillIf,
   IdentifierSource,
   CloseOnSignalOptions,

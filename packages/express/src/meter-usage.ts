@@ -40,6 +40,7 @@ function operationOf(req: Request): string {
 
 /** Core's questions, answered for Express: the options, then a route's `meterRoute()` overrides over them. */
 function expressAdapter(config: ResolvedOptions): RequestMeteringAdapter<Exchange> {
+  const { account } = config;
   return {
     reporter: config.reporter,
     billAborted: config.billAborted,
@@ -49,6 +50,8 @@ function expressAdapter(config: ResolvedOptions): RequestMeteringAdapter<Exchang
     usage: ({ req }) => getRequestUsage(req),
     billIf: ({ req, res }) => config.billIf(req, res),
     customer: ({ req, res }) => config.customer(req, res),
+    // Left out without a resolver, so core skips the step on every request of a platform-only app.
+    ...(account === undefined ? {} : { account: ({ req, res }: Exchange) => account(req, res) }),
     eventName: ({ req, res }) => {
       const configured = routeMeteringOf(req)?.eventName ?? config.eventName;
       return typeof configured === 'function' ? configured(req, res) : configured;

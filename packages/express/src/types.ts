@@ -27,6 +27,12 @@ export type ValueResolver = (req: MeteredRequest, res: Response) => MeterValue |
 /** Picks the Stripe customer (`cus_…`) who pays for a request; runs after the response has finished. */
 export type CustomerResolver = (req: MeteredRequest, res: Response) => string | undefined | Promise<string | undefined>;
 
+/**
+ * Picks the Stripe Connect account (`acct_…`) a request is billed under; `undefined` (or `''`) bills the
+ * platform's own meters. Runs after the response has finished.
+ */
+export type AccountResolver = (req: MeteredRequest, res: Response) => string | undefined | Promise<string | undefined>;
+
 /** Decides whether a request counts; runs after the response has finished. */
 export type BillIf = (req: MeteredRequest, res: Response) => boolean;
 
@@ -53,6 +59,13 @@ export interface MeteringMiddlewareOptions {
    * @default `req.user.stripeCustomerId`, then `res.locals.stripeCustomerId`
    */
   customer?: CustomerResolver;
+  /**
+   * The Stripe Connect account whose meters bill the request (its events go under that account's
+   * `Stripe-Context`). Called after the response has finished, like `customer`; read it from what your
+   * authentication established (the tenant of the API key), never from a header a client controls.
+   * @default undefined (every request bills the platform's own meters)
+   */
+  account?: AccountResolver;
   /**
    * How much a request uses: a positive integer, or a (possibly async) function called after the
    * response has finished. A value of 0 bills nothing (`skipped.zeroValue`). A route's
