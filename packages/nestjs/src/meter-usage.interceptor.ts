@@ -9,6 +9,7 @@ import onFinished from 'on-finished';
 import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
+import { RouteCache } from './route-cache';
 import { resolveRouteMeters, staticMeters } from './route-meters';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
 import type { ResolvedMeteringConfig } from './metering.options';
@@ -75,6 +76,7 @@ function outcomeOf({ rawResponse, handler }: RouteExchange): MeteringOutcome {
 
 /** Core's questions, answered for Nest: the module's options, then the route's `@MeterUsage()` over them. */
 function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMeteringAdapter<RouteExchange> {
+  const { account } = config;
   return {
     reporter: config.reporter,
     billAborted: config.billAborted,
@@ -85,6 +87,8 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     usage: ({ request, rawRequest }) => ({ ...getRequestUsage(rawRequest), ...getRequestUsage(request) }),
     billIf: (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
     customer: ({ context }) => config.customer(context),
+    // Left out without a resolver, so core skips the step on every request of a platform-only app.
+    ...(account === undefined ? {} : { account: ({ context }: RouteExchange) => account(context) }),
     eventName: ({ route }) => route.eventName ?? config.eventName,
     value: ({ context, route, handler }) => {
       const value = route.value;
@@ -113,8 +117,8 @@ export class MeterUsageInterceptor implements NestInterceptor {
   private readonly logger = new Logger('MeteringModule');
   private readonly inProgress: Set<Promise<unknown>>;
   private readonly metering: RequestMeteringAdapter<RouteExchange>;
-  /** Each route's metering, looked up once: by handler, then by controller (a handler may be inherited). */
-  private readonly routes = new WeakMap<object, Map<object, RouteMetering | typeof SKIPPED | undefined>>();
+  /** Each route's metering, looked up once. */
+  private readonly routes = new RouteCache<RouteMetering | typeof SKIPPED | undefined>();
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
@@ -289,15 +293,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
   private routeOf(context: ExecutionContext): RouteMetering | typeof SKIPPED | undefined {
     const handler = context.getHandler();
     const controller = context.getClass();
-    let byController = this.routes.get(handler);
-    if (byController === undefined) {
-      byController = new Map();
-      this.routes.set(handler, byController);
-    }
-    if (byController.has(controller)) return byController.get(controller);
-    const route = this.lookUpRoute(handler, controller);
-    byController.set(controller, route);
-    return route;
+    return this.routes.get(handler, controller, () => this.lookUpRoute(handler, controller));
   }
 
   private lookUpRoute(handler: ReturnType<ExecutionContext['getHandler']>, controller: ReturnType<ExecutionContext['getClass']>): RouteMetering | typeof SKIPPED | undefined {

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { CanActivate, ExecutionContext, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
+import { RouteCache } from './route-cache';
 
 /** Where a request being metered by the guard keeps its "every guard let it through" flag: on the framework's response. */
 const GUARDS_PASSED = Symbol('@metered/nestjs:guards-passed');
@@ -38,8 +39,8 @@ interface StatusAdapter {
 export class MeteringGuard implements CanActivate, OnModuleInit {
   /** Whether passes are recorded; without an HTTP adapter (a unit test) every request counts as passed. */
   private recording = false;
-  /** Routes that carry `MeterUsageInterceptor`, by handler then controller. */
-  private readonly intercepted = new WeakMap<object, Map<object, boolean>>();
+  /** Whether each route carries `MeterUsageInterceptor`. */
+  private readonly intercepted = new RouteCache<boolean>();
 
   constructor(
     @Inject(MeterUsageInterceptor) private readonly interceptor: MeterUsageInterceptor,
@@ -76,19 +77,11 @@ export class MeteringGuard implements CanActivate, OnModuleInit {
   private isIntercepted(context: ExecutionContext): boolean {
     const handler = context.getHandler();
     const controller = context.getClass();
-    let byController = this.intercepted.get(handler);
-    if (byController === undefined) {
-      byController = new Map();
-      this.intercepted.set(handler, byController);
-    }
-    let found = byController.get(controller);
-    if (found === undefined) {
-      found = [handler, controller].some((target) => {
+    return this.intercepted.get(handler, controller, () =>
+      [handler, controller].some((target) => {
         const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
         return interceptors?.some((entry) => entry === MeterUsageInterceptor || entry instanceof MeterUsageInterceptor) === true;
-      });
-      byController.set(controller, found);
-    }
-    return found;
+      }),
+    );
   }
 }
