@@ -3,20 +3,41 @@ import type { AddressInfo } from 'node:net';
 import { MeterReporter } from '@metered/core';
 import type { MeterStats } from '@metered/core';
 import { meterUsage } from '@metered/express';
+import { createWriteStream } from 'node:fs';
 import express from 'express';
+import type { RequestHandler } from 'express';
+import promBundle from 'express-prom-bundle';
+import morgan from 'morgan';
+import pino from 'pino';
+import pinoHttp from 'pino-http';
+import responseTime from 'response-time';
 import Stripe from 'stripe';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
-import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, reporterOptions } from './shared';
-import type { Delivery, ServerConfig, ServerReady } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, EXPRESS_PEERS, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import type { Delivery, ExpressPeer, ServerConfig, ServerReady } from './shared';
 import type { SpoolServerSettings } from '../scenarios/spool';
 
 const NAIVE_CUSTOMERS = Array.from({ length: 1000 }, (_, i) => `cus_bench_${String(i).padStart(4, '0')}`);
 
+/** A peer's middleware, with its defaults (the loggers write to LOG_SINK). */
+function peerMiddleware(peer: ExpressPeer): RequestHandler {
+  switch (peer) {
+    case 'morgan':
+      return morgan('combined', { stream: createWriteStream(LOG_SINK) });
+    case 'pino-http':
+      return pinoHttp({ logger: pino(pino.destination({ dest: LOG_SINK, sync: false })) });
+    case 'express-prom-bundle':
+      return promBundle({ includeMethod: true, includePath: true });
+    case 'response-time':
+      return responseTime();
+  }
+}
+
 function main(): void {
   // `spool` is set by scenario 8 only: the metered variant's reporter then runs over the on-disk spool.
   const { variant, fake, spool } = childConfig<ServerConfig & SpoolServerSettings>();
-  if (variant === 'noop-interceptor') throw new Error('noop-interceptor is a Nest variant');
+  if (variant === 'noop-interceptor' || variant === 'nestjs-pino') throw new Error(`${variant} is a Nest variant`);
   const app = express();
   let reporter: MeterReporter | undefined;
   let flush = (): Promise<void> => Promise.resolve();
@@ -27,6 +48,8 @@ function main(): void {
     flush = () => metering.flush();
     app.use(metering);
   }
+
+  if ((EXPRESS_PEERS as readonly string[]).includes(variant)) app.use(peerMiddleware(variant as ExpressPeer));
 
   if (variant === 'naive') {
     const origin = new URL(fake.url);

@@ -9,10 +9,12 @@ import { APP_INTERCEPTOR, NestFactory } from '@nestjs/core';
 import type { Observable } from 'rxjs';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { LoggerModule } from 'nestjs-pino';
+import pino from 'pino';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
 import type { FakeReady } from './fake-stripe';
-import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions } from './shared';
 import type { Delivery, ServerConfig, ServerReady } from './shared';
 
 @Controller()
@@ -45,6 +47,10 @@ class NoopInterceptor implements NestInterceptor {
 @Module({ controllers: [BareController], providers: [{ provide: APP_INTERCEPTOR, useClass: NoopInterceptor }] })
 class NoopInterceptorModule {}
 
+/** nestjs-pino with its defaults (pino-http on every route), logging to LOG_SINK. */
+@Module({ imports: [LoggerModule.forRoot({ pinoHttp: { logger: pino(pino.destination({ dest: LOG_SINK, sync: false })) } })], controllers: [BareController] })
+class PinoModule {}
+
 function meteredModule(fake: FakeReady): new () => unknown {
   @Module({
     imports: [MeteringModule.forRoot({ reporter: reporterOptions(fake), customer: () => BENCH_CUSTOMER })],
@@ -58,7 +64,8 @@ async function main(): Promise<void> {
   const { kind, variant, fake } = childConfig<ServerConfig>();
   const metered = variant === 'metered';
   if (variant === 'naive') throw new Error('the naive variant is an Express app only');
-  const root = metered ? meteredModule(fake) : variant === 'noop-interceptor' ? NoopInterceptorModule : BareModule;
+  const root = metered ? meteredModule(fake) : variant === 'noop-interceptor' ? NoopInterceptorModule : variant === 'nestjs-pino' ? PinoModule : BareModule;
+  if (root === BareModule && variant !== 'bare') throw new Error(`${variant} is an Express variant`);
   const adapter = kind === 'nest-fastify' ? new FastifyAdapter() : new ExpressAdapter();
   const app: INestApplication = await NestFactory.create(root, adapter, { logger: false });
   await app.listen(0, SERVER_HOST);

@@ -12,8 +12,20 @@ export type ServerKind = 'express' | 'nest-express' | 'nest-fastify';
 /**
  * `naive` awaits Stripe in the handler, once per request (Express only); `noop-interceptor` is a
  * bare Nest app with a global interceptor that does nothing, the price of any interceptor (Nest only).
+ * The peers are what apps already run on every request, each with its defaults and its output
+ * written to /dev/null: morgan, pino-http, express-prom-bundle and response-time on Express,
+ * nestjs-pino on Nest.
  */
-export type ServerVariant = 'bare' | 'metered' | 'naive' | 'noop-interceptor';
+export type ServerVariant = 'bare' | 'metered' | 'naive' | 'noop-interceptor' | PeerVariant;
+
+export type PeerVariant = ExpressPeer | NestPeer;
+export type ExpressPeer = 'morgan' | 'pino-http' | 'express-prom-bundle' | 'response-time';
+export type NestPeer = 'nestjs-pino' | 'noop-interceptor';
+export const EXPRESS_PEERS: readonly ExpressPeer[] = ['morgan', 'pino-http', 'express-prom-bundle', 'response-time'];
+export const NEST_PEERS: readonly NestPeer[] = ['nestjs-pino', 'noop-interceptor'];
+
+/** Where the loggers among the peers write: a file, as in production, that costs no disk. */
+export const LOG_SINK = '/dev/null';
 
 /** What a server role reads with `childConfig()`. */
 export interface ServerConfig {
