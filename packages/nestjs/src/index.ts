@@ -4,6 +4,7 @@ export { MeterUsage, SkipMetering } from './meter-usage.decorator';
 export type { ClassOrMethodDecorator } from './meter-usage.decorator';
 export { MeterUsageInterceptor } from './meter-usage.interceptor';
 export { DEFAULT_SHUTDOWN_TIMEOUT_MS, defaultBillIf, defaultCustomer } from './metering.options';
+export { DEFAULT_WEBHOOK_PATH, MeteringVerdict } from './metering-verdict';
 export type {
   BillIf,
   CustomerResolver,
@@ -11,6 +12,7 @@ export type {
   MeteringModuleAsyncOptions,
   MeteringModuleOptions,
   MeteringOptionsFactory,
+  MeteringWebhookOptions,
   MeteringOutcome,
   MeterUsageOptions,
   MeterUsageRouteOptions,
@@ -22,3 +24,6 @@ export type {
 export { MeterReporter, setRequestUsage, skipRequestMetering } from '@metered/core';
 // The defaults every adapter shares, defined once in core.
 export { DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS } from '@metered/core';
+// Stripe's verdict: the errors the webhook and the start-up meter check report, defined once in core.
+export { MeterRejectedEventError, MeterVerifyError, MeterWebhookError, MeterWebhookSignatureError } from '@metered/core';
+export type { VerifyMetersMode, VerifyMetersResult } from '@metered/core';

@@ -5,6 +5,7 @@ import type { DynamicModule, OnApplicationShutdown, Provider } from '@nestjs/com
 import { APP_GUARD } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
 import { MeteringGuard } from './metering.guard';
+import { declaredWebhookPath, verdictModuleParts } from './metering-verdict';
 import { METERING_CONFIG, METERING_MODULE_OPTIONS } from './metering.constants';
 import { resolveMeteringOptions } from './metering.options';
 import type { ResolvedMeteringConfig } from './metering.options';
@@ -74,11 +75,14 @@ export class MeteringModule implements OnApplicationShutdown {
    * ```
    */
   static forRoot(options: MeteringModuleOptions): DynamicModule {
+    const verdict = verdictModuleParts(declaredWebhookPath((options as Partial<MeteringModuleOptions> | null | undefined)?.webhook));
     return {
       module: MeteringModule,
       global: true,
-      providers: [{ provide: METERING_MODULE_OPTIONS, useValue: options }, ...SHARED_PROVIDERS],
-      exports: EXPORTS,
+      imports: verdict.imports,
+      controllers: verdict.controllers,
+      providers: [{ provide: METERING_MODULE_OPTIONS, useValue: options }, ...SHARED_PROVIDERS, ...verdict.providers],
+      exports: [...EXPORTS, ...verdict.exports],
     };
   }
 
@@ -95,12 +99,15 @@ export class MeteringModule implements OnApplicationShutdown {
    * ```
    */
   static forRootAsync(options: MeteringModuleAsyncOptions): DynamicModule {
+    const providers = asyncOptionsProviders(options);
+    const verdict = verdictModuleParts(declaredWebhookPath(options.webhook));
     return {
       module: MeteringModule,
       global: true,
-      imports: options.imports ?? [],
-      providers: [...asyncOptionsProviders(options), ...SHARED_PROVIDERS],
-      exports: EXPORTS,
+      imports: [...(options.imports ?? []), ...verdict.imports],
+      controllers: verdict.controllers,
+      providers: [...providers, ...SHARED_PROVIDERS, ...verdict.providers],
+      exports: [...EXPORTS, ...verdict.exports],
     };
   }
 

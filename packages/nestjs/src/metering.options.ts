@@ -34,6 +34,8 @@ export interface ResolvedMeteringConfig extends ResolvedAdapterOptions {
 const KNOWN_OPTIONS = new Set<string>([
   'reporter', 'eventName', 'customer', 'billIf', 'billAborted', 'abortGraceMs', 'meterAllRoutes', 'identifier', 'idempotencyKeyHeader',
   'resolveTimeoutMs', 'shutdownTimeoutMs',
+  // Parsed by metering-verdict.ts.
+  'verifyMeters', 'webhook',
 ]);
 
 /** Checks an event name the way Stripe will, so a typo fails at startup rather than on every request. */

@@ -1,5 +1,5 @@
 // Public types of @metered/nestjs: the module's options, the decorator's options, and the resolver shapes.
-import type { MeterReporter, MeterReporterOptions } from '@metered/core';
+import type { MeterReporter, MeterReporterOptions, VerifyMetersMode } from '@metered/core';
 import type { ExecutionContext, InjectionToken, ModuleMetadata, OptionalFactoryDependency, Type } from '@nestjs/common';
 
 /** A usage amount as core accepts it: a positive integer as a number, bigint or string of digits. */
@@ -105,6 +105,35 @@ export interface MeteringModuleOptions {
    * @default 10000
    */
   shutdownTimeoutMs?: number;
+  /**
+   * What the application does at bootstrap with Stripe's meters for the event names its routes bill: `'warn'`
+   * logs each problem (checked in the background), `'fail'` makes `app.init()` / `listen()` reject with
+   * `MeterVerifyError` listing every problem, `'off'` asks Stripe nothing.
+   * @default 'warn'
+   */
+  verifyMeters?: VerifyMetersMode;
+  /**
+   * Receives Stripe's meter error events at `webhook.path` and reports each rejected event to `onError`. The
+   * application must be created with `{ rawBody: true }`. With `forRootAsync`, declare it there too.
+   * @default undefined (no webhook controller)
+   */
+  webhook?: MeteringWebhookOptions;
+}
+
+/** The meter error webhook of `MeteringModule`: where Stripe's event destination posts, and how it is verified. */
+export interface MeteringWebhookOptions {
+  /**
+   * The route of the controller (under the application's global prefix, if it has one).
+   * @default '/stripe/meter-errors'
+   */
+  path?: string;
+  /** The event destination's signing secret (`whsec_…`), or several while it is rotated (any one may sign). */
+  secrets: string | readonly string[];
+  /**
+   * Largest difference between the signature's timestamp and now, in seconds; a request outside it is refused.
+   * @default 300
+   */
+  toleranceSeconds?: number;
 }
 
 /** A class that builds the module's options, for `forRootAsync({ useClass })`. */
@@ -136,6 +165,12 @@ export interface MeteringModuleAsyncOptions extends Pick<ModuleMetadata, 'import
    * @default undefined
    */
   useExisting?: InjectionToken<MeteringOptionsFactory>;
+  /**
+   * Registers the meter error webhook controller at `path`; the factory's options then carry `webhook.secrets`.
+   * Given here because Nest registers controllers before the factory runs.
+   * @default undefined (no webhook controller; a factory returning `webhook` is refused)
+   */
+  webhook?: Pick<MeteringWebhookOptions, 'path'>;
 }
 
 /** Options of `@MeterUsage(eventName, options)`: how one route (or every route of a controller) is billed. */
