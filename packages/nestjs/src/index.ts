@@ -6,6 +6,7 @@ export { MeterUsageInterceptor } from './meter-usage.interceptor';
 export { DEFAULT_SHUTDOWN_TIMEOUT_MS, defaultBillIf, defaultCustomer } from './metering.options';
 export { DEFAULT_WEBHOOK_PATH, MeteringVerdict } from './metering-verdict';
 export type {
+  AccountResolver,
   BillIf,
   CustomerResolver,
   IdentifierSource,

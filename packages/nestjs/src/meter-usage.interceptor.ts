@@ -76,6 +76,7 @@ function outcomeOf({ rawResponse, handler }: RouteExchange): MeteringOutcome {
 
 /** Core's questions, answered for Nest: the module's options, then the route's `@MeterUsage()` over them. */
 function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMeteringAdapter<RouteExchange> {
+  const { account } = config;
   return {
     reporter: config.reporter,
     billAborted: config.billAborted,
@@ -86,6 +87,8 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     usage: ({ request, rawRequest }) => ({ ...getRequestUsage(rawRequest), ...getRequestUsage(request) }),
     billIf: (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
     customer: ({ context }) => config.customer(context),
+    // Left out without a resolver, so core skips the step on every request of a platform-only app.
+    ...(account === undefined ? {} : { account: ({ context }: RouteExchange) => account(context) }),
     eventName: ({ route }) => route.eventName ?? config.eventName,
     value: ({ context, route, handler }) => {
       const value = route.value;

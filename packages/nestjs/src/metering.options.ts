@@ -3,7 +3,7 @@ import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, d
 import { checkEventNameOption, checkValueOption, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { ResolvedAdapterOptions } from '@metered/core';
 import type { ExecutionContext } from '@nestjs/common';
-import type { BillIf, CustomerResolver, MeteringModuleOptions, MeteringOutcome, MeterValue, ValueResolver } from './types';
+import type { AccountResolver, BillIf, CustomerResolver, MeteringModuleOptions, MeteringOutcome, MeterValue, ValueResolver } from './types';
 
 export const DEFAULT_METER_ALL_ROUTES = false;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -24,6 +24,8 @@ export function defaultCustomer(context: ExecutionContext): string | undefined {
 export interface ResolvedMeteringConfig extends ResolvedAdapterOptions {
   readonly eventName: string;
   readonly customer: CustomerResolver;
+  /** Undefined: no account resolver, so core never asks and every event bills the platform. */
+  readonly account: AccountResolver | undefined;
   readonly billIf: BillIf;
   readonly billAborted: boolean;
   readonly meterAllRoutes: boolean;
@@ -32,7 +34,7 @@ export interface ResolvedMeteringConfig extends ResolvedAdapterOptions {
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'reporter', 'eventName', 'customer', 'billIf', 'billAborted', 'abortGraceMs', 'meterAllRoutes', 'identifier', 'idempotencyKeyHeader',
+  'reporter', 'eventName', 'customer', 'account', 'billIf', 'billAborted', 'abortGraceMs', 'meterAllRoutes', 'identifier', 'idempotencyKeyHeader',
   'resolveTimeoutMs', 'shutdownTimeoutMs',
   // Parsed by metering-verdict.ts.
   'verifyMeters', 'webhook',
@@ -58,6 +60,7 @@ export function resolveMeteringOptions(options: MeteringModuleOptions): Resolved
   return resolveAdapterOptions(options, spec, (o) => ({
     eventName: checkEventName('eventName', o.eventName ?? DEFAULT_EVENT_NAME),
     customer: optionalFunction<CustomerResolver>('customer', o.customer, defaultCustomer),
+    account: optionalFunction<AccountResolver | undefined>('account', o.account, undefined),
     billIf: optionalFunction<BillIf>('billIf', o.billIf, defaultBillIf),
     billAborted: optionalBoolean('billAborted', o.billAborted, DEFAULT_BILL_ABORTED),
     meterAllRoutes: optionalBoolean('meterAllRoutes', o.meterAllRoutes, DEFAULT_METER_ALL_ROUTES),

@@ -14,6 +14,12 @@ export type ValueResolver<TResult = unknown> = (context: ExecutionContext, resul
 /** Picks the Stripe customer (`cus_…`) who pays for a request; runs after the response has been sent. */
 export type CustomerResolver = (context: ExecutionContext) => string | undefined | Promise<string | undefined>;
 
+/**
+ * Picks the Stripe Connect account (`acct_…`) a request is billed under; `undefined` (or `''`) bills the
+ * platform's own meters. Runs after the response has been sent.
+ */
+export type AccountResolver = (context: ExecutionContext) => string | undefined | Promise<string | undefined>;
+
 /** How a request ended, as `billIf` sees it. */
 export interface MeteringOutcome {
   /** The status code sent to the client. */
@@ -54,6 +60,13 @@ export interface MeteringModuleOptions {
    * @default the authenticated user's `request.user.stripeCustomerId` (then Express's `res.locals.stripeCustomerId`)
    */
   customer?: CustomerResolver;
+  /**
+   * The Stripe Connect account whose meters bill the request (its events go under that account's
+   * `Stripe-Context`). Called after the response has been sent, like `customer`; read it from what a
+   * guard established (the tenant of the API key), never from a header a client controls.
+   * @default undefined (every request bills the platform's own meters)
+   */
+  account?: AccountResolver;
   /**
    * Which finished requests count. Requests rejected by a guard never reach the interceptor and are
    * never billed, whatever this says.
