@@ -2,20 +2,14 @@
 import { meterEvent, startFakeStripe } from '../src';
 import type { FakeStripe } from '../src';
 import { call, sendDirect, sendStream, stripeRouted } from './support/clients';
-import { expectTrafficMatchesSpec } from './support/spec';
+import { expectTrafficMatchesSpecThenReset } from './support/spec';
 
 let fake: FakeStripe;
 
 beforeAll(async () => {
   fake = await startFakeStripe({ meters: ['api_requests'] });
 });
-afterEach(() => {
-  try {
-    expectTrafficMatchesSpec(fake);
-  } finally {
-    fake.reset();
-  }
-});
+afterEach(() => expectTrafficMatchesSpecThenReset(fake));
 afterAll(() => fake.close());
 
 /** A session created over HTTP under `context` (none: the platform's). */

@@ -9,7 +9,7 @@ import {
 } from '../src';
 import type { FakeStripe, FakeStripeOptions } from '../src';
 import { call, sendDirect, sendStream } from './support/clients';
-import { expectTrafficMatchesSpec } from './support/spec';
+import { expectTrafficMatchesSpecThenReset } from './support/spec';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -30,15 +30,7 @@ beforeAll(async () => {
   });
 });
 
-afterEach(() => {
-  try {
-    expectTrafficMatchesSpec(fake);
-  } finally {
-    // Reset even when the check failed, so one failure does not spill into the next test.
-    fake.reset();
-    clock.set(NOON);
-  }
-});
+afterEach(() => expectTrafficMatchesSpecThenReset(fake, () => clock.set(NOON)));
 
 afterAll(() => fake.close());
 

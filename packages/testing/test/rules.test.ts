@@ -2,7 +2,7 @@
 import { createManualClock, meterEvent, startFakeStripe } from '../src';
 import type { FakeStripe } from '../src';
 import { call, sendDirect, sendStream } from './support/clients';
-import { expectTrafficMatchesSpec } from './support/spec';
+import { expectTrafficMatchesSpecThenReset } from './support/spec';
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
@@ -20,14 +20,7 @@ beforeAll(async () => {
   });
 });
 
-afterEach(() => {
-  try {
-    expectTrafficMatchesSpec(fake);
-  } finally {
-    // Reset even when the check failed, so one failure does not spill into the next test.
-    fake.reset();
-  }
-});
+afterEach(() => expectTrafficMatchesSpecThenReset(fake));
 
 afterAll(() => fake.close());
 

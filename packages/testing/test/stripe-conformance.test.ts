@@ -4,7 +4,7 @@ import Stripe from 'stripe';
 import { createManualClock, meterEvent, startFakeStripe } from '../src';
 import type { FakeStripe } from '../src';
 import { rejectionOf, stripeAt, stripeRouted } from './support/clients';
-import { expectTrafficMatchesSpec } from './support/spec';
+import { expectTrafficMatchesSpecThenReset } from './support/spec';
 
 const clock = createManualClock(Date.UTC(2026, 0, 15, 12, 0, 0));
 let fake: FakeStripe;
@@ -18,14 +18,7 @@ beforeAll(async () => {
   stripe = stripeAt(fake, fake.apiKey);
 });
 
-afterEach(() => {
-  try {
-    expectTrafficMatchesSpec(fake);
-  } finally {
-    // Reset even when the check failed, so one failure does not spill into the next test.
-    fake.reset();
-  }
-});
+afterEach(() => expectTrafficMatchesSpecThenReset(fake));
 
 afterAll(() => fake.close());
 
