@@ -1,6 +1,6 @@
 // reconcile() against a reporter's own ledger after real faults: what the reporter dropped is no difference, what Stripe dropped is.
 import { formatReconcileTable, reconcile } from '@metered/core';
-import type { LedgerRow } from '../../src/store/types';
+import type { LedgerQuery, LedgerRow } from '../../src/store/types';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
 import { closeReporters, reporterFor, until } from '../helpers';
@@ -46,7 +46,7 @@ it('reports zero difference after an outage overflowed the queue and a lost resp
   expect(sum(rows, 'dropped')).toBe(droppedValue);
   expect(sum(rows, 'delivered')).toBe(78n - droppedValue);
 
-  const connection = { apiKey: fake.apiKey, apiBaseUrl: fake.url, from, to: from + HOUR, ledger: (query: { from: number; to: number }) => reporter.ledger(query) };
+  const connection = { apiKey: fake.apiKey, apiBaseUrl: fake.url, from, to: from + HOUR, ledger: (query: LedgerQuery) => reporter.ledger(query) };
   const clean = await reconcile(connection);
   // The ledger knows what it dropped; Stripe holds exactly what it acknowledged, the resent batch once.
   expect(clean.clean).toBe(true);
