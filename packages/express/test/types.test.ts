@@ -40,6 +40,12 @@ function typeChecks(metering: MeteringMiddleware): unknown[] {
     customer: (req) => req.user?.stripeCustomerId,
     value: (req) => (req.user?.plan === 'pro' ? 2 : 1),
   };
+  // The account is resolved per request from the typed user, sync or async.
+  const connected: MeteringMiddlewareOptions = { reporter, account: (req) => Promise.resolve(req.user?.plan === 'pro' ? 'acct_1Pro' : undefined) };
+  // @ts-expect-error the connected account is resolved per request, never a static id
+  const staticAccount: MeteringMiddlewareOptions = { reporter, account: 'acct_1Pro' };
+  // @ts-expect-error an account resolver answers an id or undefined, nothing else
+  const numericAccount: MeteringMiddlewareOptions = { reporter, account: () => 42 };
   const userType: MeteredRequest['user'] = { stripeCustomerId: 'cus_123', plan: 'pro' };
   // @ts-expect-error req.user is typed, not any: a field nobody declared does not compile
   const undeclaredField: MeteringMiddlewareOptions = { reporter, customer: (req) => req.user?.customerId };
@@ -51,7 +57,7 @@ function typeChecks(metering: MeteringMiddleware): unknown[] {
   const oldNestName: NestMeterUsageOptions<{ rows: number }> = nestRoute;
   // @ts-expect-error routes override event name and value only
   const routeCustomer: RouteMeteringOptions = { customer: () => 'cus_123' };
-  return [asHandler, closed, full, missingReporter, staticCustomer, badIdentifier, routeCustomer, typedUser, userType, undeclaredField, wrongPlan, oldExpressName, oldNestName];
+  return [asHandler, closed, full, missingReporter, staticCustomer, badIdentifier, routeCustomer, typedUser, userType, undeclaredField, wrongPlan, oldExpressName, oldNestName, connected, staticAccount, numericAccount];
 }
 
 it('keeps its public typings (see npm run typecheck)', () => {
