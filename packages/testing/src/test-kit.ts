@@ -1,5 +1,5 @@
 // An in-memory MeterReporter for users' own test suites: core's real validation, nothing sent, everything recorded.
-import { MeterClosedError, MeterReporter, validateCancellation, validateMeterEvent } from '@metered/core';
+import { MeterClosedError, MeterConfigError, MeterReporter, validateCancellation, validateMeterEvent } from '@metered/core';
 import type { CloseOptions, CloseResult, MeterError, MeterEvent, MeterEventAdjustment, MeterEventInput, MeterStats } from '@metered/core';
 
 import { numericTotals } from './event-ledger';
@@ -85,6 +85,15 @@ export class TestReporter extends MeterReporter {
       created: new Date((this.#options.now ?? Date.now)()).toISOString(),
       livemode: false,
     };
+  }
+
+  /**
+   * Reads nothing from Stripe, so an adapter's start-up meter check (`verifyMeters`) never reaches api.stripe.com
+   * from a test: it rejects, which the default `'warn'` passes over; with `'fail'`, use `'off'` in tests or a
+   * reporter aimed at `startFakeStripe()`.
+   */
+  override readStripe(): Promise<unknown> {
+    return Promise.reject(new MeterConfigError('reporter', "is a TestReporter, which reads nothing from Stripe: set verifyMeters: 'off', or check meters with a MeterReporter aimed at startFakeStripe()"));
   }
 
   /** Stops intake (`report()` then throws `MeterClosedError`, as a real reporter does); resolves at once. */

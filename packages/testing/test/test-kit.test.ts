@@ -89,6 +89,13 @@ describe('createTestReporter', () => {
     await expect(reporter.cancel({ eventName: 'api_requests', identifier: '' })).rejects.toMatchObject({ code: 'ERR_METER_INVALID_IDENTIFIER' });
   });
 
+  it("never reaches Stripe from an adapter's start-up meter check (verifyMeters reads through readStripe)", async () => {
+    const reporter = createTestReporter();
+    // A request to api.stripe.com would fail with a network or API error instead of this coded refusal.
+    await expect(reporter.verifyMeters({ eventNames: ['api_requests'] })).rejects.toMatchObject({ code: 'ERR_METER_INVALID_OPTION', option: 'reporter' });
+    await reporter.close();
+  });
+
   it('refuses reports after close(), as a real reporter does', async () => {
     const reporter = createTestReporter();
     await expect(reporter.close()).resolves.toEqual({ delivered: 0, failed: 0, dropped: 0, kept: 0 });
