@@ -4,7 +4,7 @@ import type { DurableEventStore, LedgerQuery, LedgerRow, QueuedEvent, RecoveredE
 import type { Redis } from 'ioredis';
 import { decodeEntry, encodeEvent, ENTRY_FIELD } from './codec';
 import { MeterRedisError } from './errors';
-import { connect, GROUP, keysFor, newConsumerName } from './keys';
+import { closeClient, connect, GROUP, keysFor, newConsumerName } from './keys';
 import type { RedisEventStoreOptions } from './types';
 
 export const DEFAULT_MAX_LENGTH = 1_000_000;
@@ -612,11 +612,7 @@ export class RedisEventStore implements DurableEventStore {
     this.redis.off('ready', this.onReady);
     this.redis.off('close', this.onClientClose);
     if (this.ownsClient) {
-      try {
-        await this.redis.quit();
-      } catch {
-        this.redis.disconnect();
-      }
+      await closeClient(this.redis);
     } else {
       // A client of ours keeps the listener: an error event without one would crash the process.
       this.redis.off('error', this.onClientError);

@@ -49,6 +49,26 @@ export function connect(redis: RedisConnection | undefined, commandTimeoutMs: nu
     commandTimeout: commandTimeoutMs,
     // Reconnect forever, at most every 2 s: an outage of any length ends with the events moving to Redis.
     retryStrategy: (times) => Math.min(100 * times, 2000),
+    // disconnect() arms a ref'd timer of this length that only the socket's 'close' clears; during an
+    // outage that socket has closed already, so any other value holds the process open after close().
+    disconnectTimeout: 0,
   });
   return { client, owned: true };
+}
+
+/**
+ * Closes a client this package opened: QUIT when connected (pending replies still arrive), else
+ * drop the socket and any reconnect timer; a client already ended is left alone.
+ */
+export async function closeClient(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status === 'ready') {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // The connection broke while quitting: dropping it below is all that is left to do.
+    }
+  }
+  client.disconnect();
 }

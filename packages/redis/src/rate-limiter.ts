@@ -4,7 +4,7 @@ import type { RequestLimiter } from '@metered/core';
 import type { Redis } from 'ioredis';
 import { setTimeout as delay } from 'node:timers/promises';
 import { MeterRedisError } from './errors';
-import { connect, keysFor } from './keys';
+import { closeClient, connect, keysFor } from './keys';
 import type { RedisRateLimiterOptions } from './types';
 
 export const DEFAULT_LIMITER_TIMEOUT_MS = 500;
@@ -128,12 +128,7 @@ export class RedisRateLimiter implements RequestLimiter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.ownsClient) return;
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    if (this.ownsClient) await closeClient(this.redis);
   }
 
   // The shared bucket's answer, or undefined when Redis cannot give one in time (then the local bucket decides).

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { QueuedEvent } from '@metered/core';
+import { closeClient } from '../src/keys';
 
 // Real Redis round trips and own servers: longer than jest's 5 s default (testTimeout is not a project option).
 jest.setTimeout(30_000);
@@ -42,7 +43,7 @@ afterAll(async () => {
       for (const name of ['events', 'limiter', 'pause']) await client.del(`{${prefix}}:${name}`);
     }
   } finally {
-    client.disconnect();
+    await closeClient(client);
   }
 });
 
@@ -50,10 +51,7 @@ afterAll(async () => {
 export function rawClient(url = REDIS_URL): Redis {
   const client = new Redis(url, { maxRetriesPerRequest: 1 });
   client.on('error', () => undefined);
-  onCleanup(() => {
-    client.disconnect();
-    return Promise.resolve();
-  });
+  onCleanup(() => closeClient(client));
   return client;
 }
 
@@ -100,7 +98,8 @@ export async function ownRedis(aof = true): Promise<OwnRedis> {
         } catch {
           return false;
         } finally {
-          client.disconnect();
+          // A refused attempt leaves the client ended; disconnect() on it would arm a 2 s timer that holds jest open.
+          await closeClient(client);
         }
       }, `redis-server on port ${port}`);
     },

@@ -2,8 +2,10 @@
 import { RedisEventStore } from '@metered/redis';
 import type { MeterRedisError, RedisEventStoreOptions } from '@metered/redis';
 import type { QueuedEvent } from '@metered/core';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { Redis } from 'ioredis';
-import { describeRedis, event, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
+import { describeRedis, event, freePort, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
 
 function storeOf(prefix: string, options: RedisEventStoreOptions = {}): { store: RedisEventStore; errors: MeterRedisError[] } {
   const errors: MeterRedisError[] = [];
@@ -33,8 +35,9 @@ describeRedis('RedisEventStore', () => {
     for (let i = 0; i < 1000; i += 1) store.push(event(i));
     // Still in this turn: nothing has been written yet, everything waits locally.
     expect(store.localCount).toBe(1000);
-    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 1000, 'the events in the stream');
-    expect(store.localCount).toBe(0);
+    // The stream can show all 1000 before this store's pipeline has its replies: wait for both.
+    await until(async () => store.localCount === 0 && (await raw.xlen(`{${prefix}}:events`)) === 1000, 'the events in the stream, none left locally');
+    expect(await raw.xlen(`{${prefix}}:events`)).toBe(1000);
   });
 
   it('another instance reads the events with every field and the same identifiers', async () => {
@@ -143,5 +146,24 @@ describeRedis('RedisEventStore', () => {
     await store.closed();
     const unflushed = errors.find((e) => e.code === 'ERR_METER_REDIS_UNFLUSHED');
     expect(unflushed?.events.map((e) => e.identifier)).toEqual(['evt_1', 'evt_2']);
+  });
+
+  it('close() during an outage leaves nothing holding the process open (no ioredis disconnect timer)', async () => {
+    const port = await freePort();
+    const script = path.join(__dirname, 'children', 'close-in-outage.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: path.resolve(__dirname, '../../..'), env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${port}` }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<number>((resolve) => child.once('exit', () => resolve(Date.now())));
+    onCleanup(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    let closedAt = 0;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      if (chunk.includes('closed')) closedAt = Date.now();
+    });
+    const exitedAt = await exited;
+    expect(closedAt).toBeGreaterThan(0);
+    // A leftover ref'd 2 s timer (what ioredis arms on disconnect() of a dead socket) would keep it alive that long.
+    expect(exitedAt - closedAt).toBeLessThan(1000);
   });
 });
