@@ -48,6 +48,11 @@ const FILE_CAP_SLACK_BYTES = 4 * 1024 * 1024;
  * upsert: with values below 10^15 each column stays under 2^63 for billions of events per cell.
  */
 const VALUE_SPLIT = 1_000_000_000n;
+/**
+ * Rows per multi-row INSERT: each statement run costs a native call and a VM program start, so a
+ * turn's rows go in a few statements instead of one each (64 × 18 parameters stays far below SQLite's 32,766).
+ */
+const ROWS_PER_STATEMENT = 64;
 
 type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;
@@ -98,9 +103,34 @@ CREATE TABLE ledger (
 ) WITHOUT ROWID;
 `;
 
-const LEDGER_UPSERT = `INSERT INTO ledger VALUES (?, ?, ?, ${LEDGER_COLUMNS.map(() => '?, ?, ?').join(', ')})
+const EVENT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?)';
+const CELL_PLACEHOLDERS = `(?, ?, ?, ${LEDGER_COLUMNS.map(() => '?, ?, ?').join(', ')})`;
+
+function insertEvents(rows: number): string {
+  return `INSERT INTO events VALUES ${Array.from({ length: rows }, () => EVENT_PLACEHOLDERS).join(', ')}`;
+}
+
+function upsertCells(rows: number): string {
+  return `INSERT INTO ledger VALUES ${Array.from({ length: rows }, () => CELL_PLACEHOLDERS).join(', ')}
 ON CONFLICT (hour, customer_id, event_name) DO UPDATE SET
 ${LEDGER_COLUMNS.map((c) => `${c}_count = ${c}_count + excluded.${c}_count, ${c}_hi = ${c}_hi + excluded.${c}_hi, ${c}_lo = ${c}_lo + excluded.${c}_lo`).join(',\n')}`;
+}
+
+/** Calls `each` once per run of consecutive ids (sorts `ids` in place). */
+function forEachRun(ids: number[], each: (start: number, end: number) => void): void {
+  ids.sort((a, b) => a - b);
+  let start = ids[0]!;
+  let end = start;
+  for (let i = 1; i <= ids.length; i += 1) {
+    const id = ids[i];
+    if (id === end + 1) {
+      end = id;
+      continue;
+    }
+    each(start, end);
+    if (id !== undefined) start = end = id;
+  }
+}
 
 /** The estimate `maxBytes` bounds: the row's strings plus a fixed overhead. */
 function rowBytes(event: QueuedEvent): number {
@@ -190,10 +220,11 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private failing = false;
   private closed = false;
 
-  private readonly insert: Statement;
-  private readonly markAttempt: Statement;
+  /** Multi-row statements by row count, prepared on first use: a turn's sizes repeat. */
+  private readonly inserts = new Map<number, Statement>();
+  private readonly upserts = new Map<number, Statement>();
+  private readonly markRange: Statement;
   private readonly deleteRange: Statement;
-  private readonly upsertCell: Statement;
   private readonly selectCells: Statement;
   private readonly writeAll: () => void;
   private readonly onExit = (): void => this.close();
@@ -205,10 +236,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     rows: EventRow[],
   ) {
     super();
-    this.insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-    this.markAttempt = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id = ? AND first_attempt_at IS NULL');
+    this.markRange = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id BETWEEN ? AND ? AND first_attempt_at IS NULL');
     this.deleteRange = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ?');
-    this.upsertCell = db.prepare(LEDGER_UPSERT);
     this.selectCells = db.prepare('SELECT * FROM ledger WHERE hour >= @from AND hour < @to AND (@customer IS NULL OR customer_id = @customer)');
     this.writeAll = db.transaction(() => this.writePending());
     this.leftovers = rows.map((row) => {
@@ -446,31 +475,55 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   // ---- writing ----
 
   private writePending(): void {
+    const rows: (number | string | null)[] = [];
+    let count = 0;
     for (const [id, event] of this.pendingInserts) {
       const dimensions = event.dimensions === undefined ? null : JSON.stringify(event.dimensions);
-      this.insert.run(id, event.identifier, event.eventName, event.customerId, event.value, event.timestamp, dimensions, this.pendingAttempts.get(id) ?? null);
-    }
-    for (const [id, at] of this.pendingAttempts) if (!this.pendingInserts.has(id)) this.markAttempt.run(at, id);
-    if (this.pendingDeletes.length > 0) {
-      // Settled rows are mostly consecutive ids: one range delete per run.
-      const ids = this.pendingDeletes.sort((a, b) => a - b);
-      let start = ids[0]!;
-      let end = start;
-      for (let i = 1; i <= ids.length; i += 1) {
-        const id = ids[i];
-        if (id === end + 1) {
-          end = id;
-          continue;
-        }
-        this.deleteRange.run(start, end);
-        if (id !== undefined) start = end = id;
+      rows.push(id, event.identifier, event.eventName, event.customerId, event.value, event.timestamp, dimensions, this.pendingAttempts.get(id) ?? null);
+      count += 1;
+      if (count === ROWS_PER_STATEMENT) {
+        this.runRows(this.inserts, insertEvents, count, rows);
+        rows.length = count = 0;
       }
     }
-    for (const cell of this.pendingCells.cells.values()) {
-      const args: (number | string | bigint)[] = [cell.hour, cell.customerId, cell.eventName];
-      for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) args.push(cell.counts[i]!, cell.sums[i]! / VALUE_SPLIT, cell.sums[i]! % VALUE_SPLIT);
-      this.upsertCell.run(...args);
+    if (count > 0) this.runRows(this.inserts, insertEvents, count, rows);
+    // A batch is marked at one instant and its ids are mostly consecutive: one range update per run and instant.
+    const marks = new Map<number, number[]>();
+    for (const [id, at] of this.pendingAttempts) {
+      if (this.pendingInserts.has(id)) continue;
+      let ids = marks.get(at);
+      if (ids === undefined) marks.set(at, (ids = []));
+      ids.push(id);
     }
+    for (const [at, ids] of marks) forEachRun(ids, (start, end) => this.markRange.run(at, start, end));
+    // Settled rows are mostly consecutive ids: one range delete per run.
+    if (this.pendingDeletes.length > 0) forEachRun(this.pendingDeletes, (start, end) => this.deleteRange.run(start, end));
+    const cells: (number | string | bigint)[] = [];
+    count = 0;
+    for (const cell of this.pendingCells.cells.values()) {
+      cells.push(cell.hour, cell.customerId, cell.eventName);
+      for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) {
+        const sum = cell.sums[i]!;
+        // Most sums fit in the low part: a number binds cheaper than a BigInt and needs no division.
+        if (sum >= 0n && sum < VALUE_SPLIT) cells.push(cell.counts[i]!, 0, Number(sum));
+        else cells.push(cell.counts[i]!, sum / VALUE_SPLIT, sum % VALUE_SPLIT);
+      }
+      count += 1;
+      if (count === ROWS_PER_STATEMENT) {
+        this.runRows(this.upserts, upsertCells, count, cells);
+        cells.length = count = 0;
+      }
+    }
+    if (count > 0) this.runRows(this.upserts, upsertCells, count, cells);
+  }
+
+  private runRows(cache: Map<number, Statement>, sql: (rows: number) => string, rows: number, args: readonly unknown[]): void {
+    let statement = cache.get(rows);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql(rows));
+      cache.set(rows, statement);
+    }
+    statement.run(...args);
   }
 
   private scheduleCommit(): void {

@@ -95,6 +95,43 @@ describe('SpoolStore as an event store', () => {
     again.close();
   });
 
+  it('keeps every row, attempt mark and ledger cell of a turn larger than one multi-row statement', () => {
+    const store = open();
+    // 150 customers: more rows and more cells than one statement carries, with runs of ids broken by settles.
+    const events = Array.from({ length: 150 }, (_, i) => event(i, { customerId: `cus_${i}` }));
+    for (const e of events) store.push(e);
+    store.commit();
+    const held = store.drain();
+    const marked = held.filter((_, i) => i % 3 !== 0);
+    store.markAttempted(marked.slice(0, 70), NOW - 1_000);
+    store.markAttempted(marked.slice(70), NOW - 2_000);
+    store.settle(held.filter((_, i) => i % 5 === 0), 'delivered');
+    store.close();
+
+    // NOW is a fixed date: a retention longer than its distance from today keeps its ledger cells.
+    const keep = 10 * 365 * 24 * 3_600_000;
+    const again = SpoolStore.open({ path: store.path, ledgerRetentionMs: keep });
+    const { resend } = again.recover(NOW);
+    const left = events.filter((_, i) => i % 5 !== 0);
+    expect(resend.map((e) => e.identifier)).toEqual(left.map((e) => e.identifier));
+    again.close();
+    const later = SpoolStore.open({ path: store.path, ledgerRetentionMs: keep });
+    const { uncertain } = later.recover(NOW + 23 * 3_600_000);
+    const expected = events.flatMap((e, i) => {
+      if (i % 5 === 0 || i % 3 === 0) return [];
+      return [{ identifier: e.identifier, firstAttemptAt: marked.indexOf(held[i]!) < 70 ? NOW - 1_000 : NOW - 2_000 }];
+    });
+    expect(uncertain.map((u) => ({ identifier: u.event.identifier, firstAttemptAt: u.firstAttemptAt }))).toEqual(expected);
+    const rows = later.ledger({ from: NOW - 3_600_000, to: NOW + 10 });
+    expect(rows).toHaveLength(150);
+    for (const [i, e] of events.entries()) {
+      const row = rows.find((r) => r.customerId === e.customerId)!;
+      expect(row.accepted).toEqual({ count: 1, value: e.value });
+      expect(row.delivered).toEqual(i % 5 === 0 ? { count: 1, value: e.value } : { count: 0, value: '0' });
+    }
+    later.close();
+  });
+
   it('writes nothing for an event pushed and settled within one turn, yet counts it in the ledger', async () => {
     const store = open();
     const e = event(4);
