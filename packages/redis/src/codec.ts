@@ -1,33 +1,42 @@
-// Events in and out of stream entries: one JSON field per entry, every field of the event but its local sequence number.
+// Events in and out of stream entries: one entry carries up to a request's worth of events as one JSON array, without their local sequence numbers.
 import type { QueuedEvent } from '@metered/core';
 
+/** The field of an entry with one event (what earlier versions wrote; still read). */
 export const ENTRY_FIELD = 'e';
+/** The field of an entry with a JSON array of events. */
+export const BATCH_FIELD = 'b';
 
-/** The entry's JSON: every field the reporter set (future ones too), none of this process's own bookkeeping. */
-export function encodeEvent(event: QueuedEvent): string {
+function strip(event: QueuedEvent): Omit<QueuedEvent, 'seq'> {
   const { seq: _seq, ...rest } = event;
-  return JSON.stringify(rest);
+  return rest;
+}
+
+/** The JSON of an entry's events: every field the reporter set (future ones too), none of this process's own bookkeeping. */
+export function encodeEvents(events: readonly QueuedEvent[]): string {
+  return JSON.stringify(events.map(strip));
+}
+
+function isEvent(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const e = value as Record<string, unknown>;
+  return typeof e.eventName === 'string' && typeof e.customerId === 'string' && typeof e.value === 'string' && typeof e.identifier === 'string' && typeof e.timestamp === 'number';
 }
 
 /**
- * The event of an entry, with `seq` 0 (it counts for any flush of the process that reads it), or
- * undefined when the entry is not one this package wrote (a foreign or damaged entry).
+ * The events of an entry, each with `seq` 0 (it counts for any flush of the process that reads it),
+ * or undefined when the entry is not one this package wrote (a foreign or damaged entry).
  */
-export function decodeEntry(fields: unknown): QueuedEvent | undefined {
-  if (!Array.isArray(fields)) return undefined;
-  const at = fields.indexOf(ENTRY_FIELD);
-  const json: unknown = at >= 0 && at % 2 === 0 ? fields[at + 1] : undefined;
-  if (typeof json !== 'string') return undefined;
+export function decodeEntry(fields: unknown): QueuedEvent[] | undefined {
+  if (!Array.isArray(fields) || fields.length < 2) return undefined;
+  const [field, json] = fields as unknown[];
+  if ((field !== BATCH_FIELD && field !== ENTRY_FIELD) || typeof json !== 'string') return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(json);
   } catch {
     return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const e = parsed as Record<string, unknown>;
-  if (typeof e.eventName !== 'string' || typeof e.customerId !== 'string' || typeof e.value !== 'string' || typeof e.identifier !== 'string' || typeof e.timestamp !== 'number') {
-    return undefined;
-  }
-  return { ...(e as unknown as QueuedEvent), seq: 0 };
+  const list: unknown[] = field === BATCH_FIELD ? (Array.isArray(parsed) ? parsed : []) : [parsed];
+  if (list.length === 0 || !list.every(isEvent)) return undefined;
+  return list.map((e) => ({ ...(e as unknown as QueuedEvent), seq: 0 }));
 }

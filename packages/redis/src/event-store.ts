@@ -1,8 +1,8 @@
 // RedisEventStore: the reporter's store on a Redis Stream shared by every instance, with a local store while Redis is away.
 import { MemoryDurableStore, MemoryLedger, MeterConfigError, openSpoolOrMemory, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { DurableEventStore, LedgerQuery, LedgerRow, QueuedEvent, RecoveredEvents, SettleOutcome } from '@metered/core';
-import type { Redis } from 'ioredis';
-import { decodeEntry, encodeEvent, ENTRY_FIELD } from './codec';
+import type { Redis, Result } from 'ioredis';
+import { BATCH_FIELD, decodeEntry, encodeEvents } from './codec';
 import { MeterRedisError } from './errors';
 import { closeClient, connect, GROUP, keysFor, newConsumerName } from './keys';
 import type { RedisEventStoreOptions } from './types';
@@ -16,6 +16,37 @@ export const DEFAULT_RETRY_INTERVAL_MS = 1000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 // One pipeline moves at most this many events: a long outage's backlog goes up in slices, not one huge write.
 const MOVE_SLICE = 5000;
+// Events per stream entry: a stream request's worth. One command per event cost more than the rest of delivery together.
+const EVENTS_PER_ENTRY = 100;
+
+// ARGV: the number of events, then one JSON array per entry. Adds the entries and counts their events
+// in one step, so the count the bound reads never misses an entry; returns the ids, then the count.
+const APPEND_SCRIPT = `
+local ids = {}
+for i = 3, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', ARGV[1], ARGV[i]) end
+ids[#ids + 1] = redis.call('INCRBY', KEYS[2], ARGV[2])
+return ids`;
+
+// ARGV: the group, then pairs of entry id and its number of events. Only the instance whose XDEL
+// removed an entry takes its events off the count (an entry acknowledged twice counts once); an
+// empty stream resets the count, so a stream trimmed by hand cannot leave it stuck high.
+const ACK_SCRIPT = `
+local gone = 0
+for i = 2, #ARGV, 2 do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then gone = gone + tonumber(ARGV[i + 1]) end
+end
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[2], 0) return 0 end
+local left = redis.call('DECRBY', KEYS[2], gone)
+if left < 0 then redis.call('SET', KEYS[2], 0) return 0 end
+return left`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    meteredAppend(stream: string, count: string, field: string, events: number, ...entries: string[]): Result<(string | number)[], Context>;
+    meteredAck(stream: string, count: string, group: string, ...idsAndSizes: (string | number)[]): Result<number, Context>;
+  }
+}
 
 const NOTHING: RecoveredEvents = Object.freeze({ resend: [], expired: [], uncertain: [] });
 
@@ -83,10 +114,14 @@ export class RedisEventStore implements DurableEventStore {
   // Read ahead and not yet taken; and the entry id of every event this process holds (read, not settled).
   private prefetched: QueuedEvent[] = [];
   private readonly entryIds = new Map<QueuedEvent, string>();
+  // Events of each held entry not settled yet, and how many the entry carries: it is acknowledged when the first reaches 0.
+  private readonly entryLeft = new Map<string, number>();
+  private readonly entrySize = new Map<string, number>();
   // Events a spool left from a previous process that the reporter settles through this store.
   private readonly fromLocal = new WeakSet<QueuedEvent>();
-  private toAck: string[] = [];
-  private toTouch: string[] = [];
+  // Entry ids with their number of events, for the acknowledging script.
+  private toAck: (string | number)[] = [];
+  private toTouch = new Set<string>();
   private streamLength = 0;
   // Events taken from the local store for a pipeline that has not answered yet.
   private inTransit = 0;
@@ -126,6 +161,10 @@ export class RedisEventStore implements DurableEventStore {
     this.consumer = options.consumer ?? newConsumerName();
     this.local = options.spool ? openSpoolOrMemory({ ...options.spool, onError: (error) => this.report(new MeterRedisError('ERR_METER_REDIS_UNAVAILABLE', `The local spool failed (${error.code}); waiting events are kept in memory`, [], error)) }) : new MemoryDurableStore();
     ({ client: this.redis, owned: this.ownsClient } = connect(options.redis, commandTimeoutMs));
+    if (typeof (this.redis as Partial<Redis>).meteredAppend !== 'function') {
+      this.redis.defineCommand('meteredAppend', { numberOfKeys: 2, lua: APPEND_SCRIPT });
+      this.redis.defineCommand('meteredAck', { numberOfKeys: 2, lua: ACK_SCRIPT });
+    }
 
     this.redis.on('ready', this.onReady);
     this.redis.on('error', this.onClientError);
@@ -188,7 +227,7 @@ export class RedisEventStore implements DurableEventStore {
   markAttempted(events: readonly QueuedEvent[]): void {
     for (const event of events) {
       const id = this.entryIds.get(event);
-      if (id !== undefined) this.toTouch.push(id);
+      if (id !== undefined) this.toTouch.add(id);
     }
     this.scheduleWrite();
   }
@@ -200,8 +239,17 @@ export class RedisEventStore implements DurableEventStore {
       const id = this.entryIds.get(event);
       if (id !== undefined) {
         this.entryIds.delete(event);
-        this.toAck.push(id);
         this.streamLength = Math.max(0, this.streamLength - 1);
+        const left = (this.entryLeft.get(id) ?? 1) - 1;
+        if (left > 0) {
+          this.entryLeft.set(id, left);
+          continue;
+        }
+        // Settled in full: acknowledged now. An entry handed back or claimed with some of its events
+        // settled is sent again in full, with the same identifiers, which Stripe deduplicates.
+        this.entryLeft.delete(id);
+        this.toAck.push(id, this.entrySize.get(id) ?? 0);
+        this.entrySize.delete(id);
       } else if (this.fromLocal.has(event)) {
         local.push(event);
       }
@@ -396,41 +444,26 @@ export class RedisEventStore implements DurableEventStore {
 
   private async moveSlice(): Promise<boolean> {
     const events = this.local.take(MOVE_SLICE);
-    const pipeline = this.redis.pipeline();
-    for (const event of events) pipeline.call('XADD', this.keys.stream, '*', ENTRY_FIELD, encodeEvent(event));
-    pipeline.call('XLEN', this.keys.stream);
-    let results: [Error | null, unknown][] | null;
+    const entries: string[] = [];
+    for (let at = 0; at < events.length; at += EVENTS_PER_ENTRY) entries.push(encodeEvents(events.slice(at, at + EVENTS_PER_ENTRY)));
+    let reply: (string | number)[];
     this.inTransit += events.length;
     try {
-      results = await pipeline.exec();
+      reply = await this.redis.meteredAppend(this.keys.stream, this.keys.count, BATCH_FIELD, events.length, ...entries);
     } catch (error) {
-      results = null;
+      // Kept locally and moved again later. A script whose answer was lost may have added them too;
+      // sent twice, their copies carry the same identifiers, which Stripe deduplicates.
+      this.local.unshift(events);
       this.unavailable(error);
+      return false;
     } finally {
       this.inTransit -= events.length;
     }
-    const failed: QueuedEvent[] = [];
-    const moved: QueuedEvent[] = [];
-    let firstError: Error | undefined;
-    events.forEach((event, i) => {
-      const [error, id] = results?.[i] ?? [new Error('no reply'), undefined];
-      if (error === null && typeof id === 'string') {
-        moved.push(event);
-        this.lastAddedId = id;
-      } else {
-        firstError ??= error ?? undefined;
-        failed.push(event);
-      }
-    });
-    // In the stream now: the local copy (a spool row) can go. An XADD whose answer was lost may
-    // have landed too; sent again, its copy carries the same identifier, which Stripe deduplicates.
-    if (moved.length > 0) this.local.settle(moved, 'delivered');
-    if (failed.length > 0) {
-      this.local.unshift(failed);
-      if (firstError !== undefined) this.unavailable(firstError);
-      return false;
-    }
-    const length = results?.[events.length]?.[1];
+    // In the stream now: the local copy (a spool row) can go.
+    this.local.settle(events, 'delivered');
+    const lastId = reply[entries.length - 1];
+    if (typeof lastId === 'string') this.lastAddedId = lastId;
+    const length = reply[entries.length];
     if (typeof length === 'number') this.streamLength = length;
     this.outage = false;
     this.readSoon();
@@ -440,7 +473,7 @@ export class RedisEventStore implements DurableEventStore {
   // ---- acknowledgements and heartbeats ----
 
   private scheduleWrite(): void {
-    if (this.writeScheduled || (this.toAck.length === 0 && this.toTouch.length === 0)) return;
+    if (this.writeScheduled || (this.toAck.length === 0 && this.toTouch.size === 0)) return;
     this.writeScheduled = true;
     setImmediate(() => {
       this.writeScheduled = false;
@@ -451,27 +484,27 @@ export class RedisEventStore implements DurableEventStore {
   /** Acknowledges and deletes settled entries, and refreshes attempted ones, in one pipeline. */
   private write(): Promise<void> {
     this.writing ??= once(async () => {
-      while ((this.toAck.length > 0 || this.toTouch.length > 0) && this.ready) {
+      while ((this.toAck.length > 0 || this.toTouch.size > 0) && this.ready) {
         const acks = this.toAck;
-        const touches = this.toTouch;
+        const touches = [...this.toTouch];
         this.toAck = [];
-        this.toTouch = [];
+        this.toTouch.clear();
         const pipeline = this.redis.pipeline();
-        if (acks.length > 0) {
-          pipeline.call('XACK', this.keys.stream, GROUP, ...acks);
-          pipeline.call('XDEL', this.keys.stream, ...acks);
-        }
+        if (acks.length > 0) pipeline.meteredAck(this.keys.stream, this.keys.count, GROUP, ...acks);
         if (touches.length > 0) pipeline.call('XCLAIM', this.keys.stream, GROUP, this.consumer, 0, ...touches, 'JUSTID');
         let failure: unknown;
         try {
           const results = await pipeline.exec();
           failure = results?.find(([error]) => error !== null)?.[0] ?? undefined;
+          const left = acks.length > 0 ? results?.[0]?.[1] : undefined;
+          if (failure === undefined && typeof left === 'number') this.streamLength = left;
         } catch (error) {
           failure = error;
         }
         if (failure !== undefined) {
           // Unacknowledged entries stay pending: acknowledged later, or claimed and resent (deduplicated) if this process dies first.
           this.toAck = acks.concat(this.toAck);
+          for (const id of touches) this.toTouch.add(id);
           this.unavailable(failure);
           this.retryLater();
           break;
@@ -484,8 +517,8 @@ export class RedisEventStore implements DurableEventStore {
   }
 
   private touchHeld(): void {
-    if (this.entryIds.size === 0) return;
-    for (const id of this.entryIds.values()) this.toTouch.push(id);
+    if (this.entryLeft.size === 0) return;
+    for (const id of this.entryLeft.keys()) this.toTouch.add(id);
     this.scheduleWrite();
   }
 
@@ -506,12 +539,14 @@ export class RedisEventStore implements DurableEventStore {
       if (!this.ready || !(await this.ensureGroup())) return;
       const room = this.prefetchSize - this.prefetched.length;
       if (room <= 0) return;
+      // Entries, not events: an entry carries up to EVENTS_PER_ENTRY (fewer when traffic is light).
+      const wanted = Math.ceil(room / EVENTS_PER_ENTRY);
       let entries: RawEntry[] = [];
-      if (Date.now() >= this.nextClaimAt) entries = await this.claim(room);
-      if (entries.length < room) {
-        const reply = await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', room - entries.length, 'STREAMS', this.keys.stream, '>');
+      if (Date.now() >= this.nextClaimAt) entries = await this.claim(wanted);
+      if (entries.length < wanted) {
+        const reply = await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', wanted - entries.length, 'STREAMS', this.keys.stream, '>');
         const fresh = streamEntries(reply);
-        full = fresh.length === room - entries.length;
+        full = fresh.length === wanted - entries.length;
         entries = entries.concat(fresh);
       } else {
         full = true;
@@ -537,7 +572,7 @@ export class RedisEventStore implements DurableEventStore {
     if (cursor === '0-0') this.nextClaimAt = Date.now() + Math.max(this.pollIntervalMs, Math.floor(this.claimIdleMs / 4));
     // Entries deleted while pending (trimmed by hand) are acknowledged so they leave the pending list.
     if (deleted.length > 0) {
-      this.toAck.push(...deleted);
+      for (const id of deleted) this.toAck.push(id, 0);
       this.scheduleWrite();
     }
     return entries;
@@ -547,16 +582,20 @@ export class RedisEventStore implements DurableEventStore {
     if (entries.length === 0) return;
     const bad: string[] = [];
     for (const [id, fields] of entries) {
-      const event = fields === null ? undefined : decodeEntry(fields);
-      if (event === undefined) {
+      const events = fields === null ? undefined : decodeEntry(fields);
+      if (events === undefined) {
         bad.push(id);
         continue;
       }
-      this.entryIds.set(event, id);
-      this.prefetched.push(event);
+      for (const event of events) {
+        this.entryIds.set(event, id);
+        this.prefetched.push(event);
+      }
+      this.entryLeft.set(id, events.length);
+      this.entrySize.set(id, events.length);
     }
     if (bad.length > 0) {
-      this.toAck.push(...bad);
+      for (const id of bad) this.toAck.push(id, 0);
       this.scheduleWrite();
       this.report(new MeterRedisError('ERR_METER_REDIS_BAD_ENTRY', `${bad.length} stream entr${bad.length === 1 ? 'y is' : 'ies are'} not meter events written by @metered/redis (ids ${bad.slice(0, 5).join(', ')}); removed from the queue`));
     }
@@ -581,8 +620,10 @@ export class RedisEventStore implements DurableEventStore {
     this.retryTimer = undefined;
     // Entries read and not settled go back to the group with an idle time past claimIdleMs: the next
     // XAUTOCLAIM of any instance takes them, instead of waiting for them to go stale.
-    const held = [...this.entryIds.values()];
+    const held = [...this.entryLeft.keys()];
     this.entryIds.clear();
+    this.entryLeft.clear();
+    this.entrySize.clear();
     this.prefetched = [];
     await this.moving;
     await this.move();

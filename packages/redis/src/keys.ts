@@ -13,6 +13,8 @@ export interface Keys {
   readonly stream: string;
   readonly limiter: string;
   readonly pause: string;
+  /** Events (not entries) in the stream, kept by the store's scripts: what maxLength bounds. */
+  readonly count: string;
 }
 
 /** The keys under `prefix`; a hash tag keeps them on one Redis Cluster slot, as the limiter's script reads two. */
@@ -21,7 +23,7 @@ export function keysFor(prefix: unknown): Keys {
     throw new MeterConfigError('keyPrefix', 'must be a non-empty string of at most 200 characters');
   }
   const tag = `{${prefix ?? DEFAULT_KEY_PREFIX}}`;
-  return { stream: `${tag}:events`, limiter: `${tag}:limiter`, pause: `${tag}:pause` };
+  return { stream: `${tag}:events`, limiter: `${tag}:limiter`, pause: `${tag}:pause`, count: `${tag}:count` };
 }
 
 /** A consumer name no other process shares (a restarted process must not inherit a dead one's entries silently). */

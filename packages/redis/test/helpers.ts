@@ -8,6 +8,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { QueuedEvent } from '@metered/core';
+import { decodeEntry } from '../src/codec';
 import { closeClient } from '../src/keys';
 
 // Real Redis round trips and own servers: longer than jest's 5 s default (testTimeout is not a project option).
@@ -40,7 +41,7 @@ afterAll(async () => {
   try {
     await client.connect();
     for (const prefix of prefixes.splice(0)) {
-      for (const name of ['events', 'limiter', 'pause']) await client.del(`{${prefix}}:${name}`);
+      for (const name of ['events', 'limiter', 'pause', 'count']) await client.del(`{${prefix}}:${name}`);
     }
   } finally {
     await closeClient(client);
@@ -132,4 +133,10 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/** Events (not entries: an entry carries up to 100) in the stream under `prefix`. */
+export async function eventsIn(client: Redis, prefix: string): Promise<number> {
+  const entries = (await client.call('XRANGE', `{${prefix}}:events`, '-', '+')) as [string, unknown][];
+  return entries.reduce((sum, [, fields]) => sum + (decodeEntry(fields)?.length ?? 0), 0);
 }
