@@ -1,4 +1,4 @@
-// Events in and out of stream entries: one entry carries up to a request's worth of events as one JSON array, without their local sequence numbers.
+// Events in and out of stream entries: one entry carries up to a request's worth of events as one JSON array.
 import type { QueuedEvent } from '@metered/core';
 
 /** The field of an entry with one event (what earlier versions wrote; still read). */
@@ -6,14 +6,12 @@ export const ENTRY_FIELD = 'e';
 /** The field of an entry with a JSON array of events. */
 export const BATCH_FIELD = 'b';
 
-function strip(event: QueuedEvent): Omit<QueuedEvent, 'seq'> {
-  const { seq: _seq, ...rest } = event;
-  return rest;
-}
-
-/** The JSON of an entry's events: every field the reporter set (future ones too), none of this process's own bookkeeping. */
+/**
+ * The JSON of an entry's events: every field the reporter set (future ones too). Their `seq` goes
+ * along, as a copy without it per event cost more than its bytes; readers replace it.
+ */
 export function encodeEvents(events: readonly QueuedEvent[]): string {
-  return JSON.stringify(events.map(strip));
+  return JSON.stringify(events);
 }
 
 function isEvent(value: unknown): value is Record<string, unknown> {
@@ -38,5 +36,7 @@ export function decodeEntry(fields: unknown): QueuedEvent[] | undefined {
   }
   const list: unknown[] = field === BATCH_FIELD ? (Array.isArray(parsed) ? parsed : []) : [parsed];
   if (list.length === 0 || !list.every(isEvent)) return undefined;
-  return list.map((e) => ({ ...(e as unknown as QueuedEvent), seq: 0 }));
+  // Fresh objects of JSON.parse: set in place, not copied (one object less per event).
+  for (const e of list) e.seq = 0;
+  return list as unknown as QueuedEvent[];
 }
