@@ -223,14 +223,9 @@ export class RedisEventStore implements DurableEventStore {
     return this.take(this.prefetched.length);
   }
 
-  // A request carrying them may reach Stripe: their entries' idle time restarts, so no other instance claims them meanwhile.
-  markAttempted(events: readonly QueuedEvent[]): void {
-    for (const event of events) {
-      const id = this.entryIds.get(event);
-      if (id !== undefined) this.toTouch.add(id);
-    }
-    this.scheduleWrite();
-  }
+  // Nothing to write per request: the heartbeat refreshes every held entry (attempted or not) every
+  // claimIdleMs / 3, so no other instance can claim one while a request carrying it is in flight.
+  markAttempted(): void {}
 
   settle(events: readonly QueuedEvent[], outcome: SettleOutcome): void {
     this.ledgerCells.addAll(events, outcome);
