@@ -139,12 +139,16 @@ export class RedisRateLimiter implements RequestLimiter {
     }
     let timer: NodeJS.Timeout | undefined;
     try {
-      const wait = await Promise.race([
-        this.redis.meteredTake(this.keys.limiter, this.keys.pause, this.requestsPerSecond, this.burst),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-        }),
-      ]);
+      const take = this.redis.meteredTake(this.keys.limiter, this.keys.pause, this.requestsPerSecond, this.burst);
+      // A client of ours has commandTimeout set to timeoutMs already: a timer per request would only add work.
+      const wait = this.ownsClient
+        ? await take
+        : await Promise.race([
+            take,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+            }),
+          ]);
       if (this.fallingBack) this.fallingBack = false;
       return Number(wait);
     } catch (error) {
