@@ -30,7 +30,7 @@ export interface MeteringOutcome {
    * result, or the interceptor applied by hand): elsewhere undefined, and `statusCode` tells.
    */
   readonly error: unknown;
-  /** What the handler returned (for a streamed Observable, its last value); undefined after an error. */
+  /** What the handler returned (for a streamed Observable, its last value); undefined after an error, and where `error` is not seen. */
   readonly result: unknown;
 }
 
