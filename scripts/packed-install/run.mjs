@@ -1,9 +1,9 @@
 // `npm run test:packed`: installs the packed tarballs into fresh apps outside the workspace and runs each app end to end against the fake.
 //
-// Each directory under fixtures/ (but shared/) is one app: its package.json lists what a user would install
+// Each directory under fixtures/ (but common/) is one app: its package.json lists what a user would install
 // from the registry, with every `@metered/*` dependency written as "packed" (replaced here by the tarball),
-// and its `test` script is what proves the app works. shared/ (the request plan and the expected totals)
-// is copied beside the apps, so `../shared/harness.cjs` resolves in the repository and in the temp dir alike.
+// and its `test` script is what proves the app works. common/ (the request plan and the expected totals)
+// is copied beside the apps, so `../common/harness.cjs` resolves in the repository and in the temp dir alike.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { REPO_ROOT, packAll } from './pack.mjs';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
-const SHARED = 'shared';
+const SHARED = 'common';
 /** Apps installed and run at once: npm installs mostly wait on the network, so a third overlaps the two CPU-bound runs. */
 const CONCURRENCY = Number(process.env.PACKED_INSTALL_CONCURRENCY ?? 3);
 /** A hung app (a server or timer left open) fails instead of stalling CI. */
