@@ -18,6 +18,8 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const MOVE_SLICE = 5000;
 // Events per stream entry: a stream request's worth. One command per event cost more than the rest of delivery together.
 const EVENTS_PER_ENTRY = 100;
+// Entries per read of this consumer's own pending list (after a read whose answer was lost).
+const OWN_PENDING_PAGE = 100;
 
 // ARGV: the number of events, then one JSON array per entry. Adds the entries and counts their events
 // in one step, so the count the bound reads never misses an entry; returns the ids, then the count.
@@ -41,10 +43,20 @@ local left = redis.call('DECRBY', KEYS[2], gone)
 if left < 0 then redis.call('SET', KEYS[2], 0) return 0 end
 return left`;
 
+// ARGV: the group, then the consumer. Removes the consumer from the group only when nothing is pending
+// on it (DELCONSUMER would drop its pending entries: in the stream, behind the group's last id, never
+// read again); 1 when removed, 0 when it did not exist (or the group is gone), -1 when it holds entries.
+const RETIRE_SCRIPT = `
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if type(pending) ~= 'table' or pending['err'] then return 0 end
+if #pending > 0 then return -1 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])`;
+
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     meteredAppend(stream: string, count: string, field: string, events: number, ...entries: string[]): Result<(string | number)[], Context>;
     meteredAck(stream: string, count: string, group: string, ...idsAndSizes: (string | number)[]): Result<number, Context>;
+    meteredRetire(stream: string, group: string, consumer: string): Result<number, Context>;
   }
 }
 
@@ -119,8 +131,10 @@ export class RedisEventStore implements DurableEventStore {
   private readonly entrySize = new Map<string, number>();
   // Events a spool left from a previous process that the reporter settles through this store.
   private readonly fromLocal = new WeakSet<QueuedEvent>();
-  // Entry ids with their number of events, for the acknowledging script.
+  // Entry ids with their number of events, for the acknowledging script; and every id queued there or
+  // in a pipeline not answered yet (still pending on this consumer, already settled: never read again).
   private toAck: (string | number)[] = [];
+  private readonly acking = new Set<string>();
   private toTouch = new Set<string>();
   private streamLength = 0;
   // Events taken from the local store for a pipeline that has not answered yet.
@@ -136,6 +150,10 @@ export class RedisEventStore implements DurableEventStore {
   private writeScheduled = false;
   private reading = false;
   private readingStopped = false;
+  // A read failed after it may have reached Redis: its entries may be pending on this consumer with
+  // the answer lost. The next read takes this consumer's own pending list first, instead of leaving
+  // those entries until an XAUTOCLAIM finds them idle past claimIdleMs (issue 13).
+  private ownPendingUnknown = false;
   private claimCursor = '0-0';
   private nextClaimAt = 0;
   private readTimer: NodeJS.Timeout | undefined;
@@ -164,6 +182,7 @@ export class RedisEventStore implements DurableEventStore {
     if (typeof (this.redis as Partial<Redis>).meteredAppend !== 'function') {
       this.redis.defineCommand('meteredAppend', { numberOfKeys: 2, lua: APPEND_SCRIPT });
       this.redis.defineCommand('meteredAck', { numberOfKeys: 2, lua: ACK_SCRIPT });
+      this.redis.defineCommand('meteredRetire', { numberOfKeys: 1, lua: RETIRE_SCRIPT });
     }
 
     this.redis.on('ready', this.onReady);
@@ -243,7 +262,7 @@ export class RedisEventStore implements DurableEventStore {
         // Settled in full: acknowledged now. An entry handed back or claimed with some of its events
         // settled is sent again in full, with the same identifiers, which Stripe deduplicates.
         this.entryLeft.delete(id);
-        this.toAck.push(id, this.entrySize.get(id) ?? 0);
+        this.queueAck(id, this.entrySize.get(id) ?? 0);
         this.entrySize.delete(id);
       } else if (this.fromLocal.has(event)) {
         local.push(event);
@@ -504,11 +523,18 @@ export class RedisEventStore implements DurableEventStore {
           this.retryLater();
           break;
         }
-        }
+        for (let at = 0; at < acks.length; at += 2) this.acking.delete(acks[at] as string);
+      }
     }, () => {
       this.writing = undefined;
     });
     return this.writing;
+  }
+
+  /** Queues the acknowledgement (XACK, XDEL) of an entry carrying `events` events. */
+  private queueAck(id: string, events: number): void {
+    this.toAck.push(id, events);
+    this.acking.add(id);
   }
 
   private touchHeld(): void {
@@ -534,21 +560,26 @@ export class RedisEventStore implements DurableEventStore {
       if (!this.ready || !(await this.ensureGroup())) return;
       const room = this.prefetchSize - this.prefetched.length;
       if (room <= 0) return;
+      if (this.ownPendingUnknown) {
+        this.accept(await this.ownPending());
+        this.ownPendingUnknown = false;
+      }
       // Entries, not events: an entry carries up to EVENTS_PER_ENTRY (fewer when traffic is light).
       const wanted = Math.ceil(room / EVENTS_PER_ENTRY);
-      let entries: RawEntry[] = [];
-      if (Date.now() >= this.nextClaimAt) entries = await this.claim(wanted);
-      if (entries.length < wanted) {
-        const reply = await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', wanted - entries.length, 'STREAMS', this.keys.stream, '>');
+      // Each answer is taken in as it arrives: a claim's entries are this consumer's as soon as Redis ran it.
+      const claimed = Date.now() >= this.nextClaimAt ? this.accept(await this.claim(wanted)) : 0;
+      if (claimed < wanted) {
+        const reply = await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', wanted - claimed, 'STREAMS', this.keys.stream, '>');
         const fresh = streamEntries(reply);
-        full = fresh.length === wanted - entries.length;
-        entries = entries.concat(fresh);
+        full = fresh.length === wanted - claimed;
+        this.accept(fresh);
       } else {
         full = true;
       }
-      this.accept(entries);
     } catch (error) {
       failed = true;
+      // Redis may have run the read and lost only its answer (a connection that died, a command timeout).
+      this.ownPendingUnknown = true;
       this.unavailable(error);
     } finally {
       this.reading = false;
@@ -567,17 +598,43 @@ export class RedisEventStore implements DurableEventStore {
     if (cursor === '0-0') this.nextClaimAt = Date.now() + Math.max(this.pollIntervalMs, Math.floor(this.claimIdleMs / 4));
     // Entries deleted while pending (trimmed by hand) are acknowledged so they leave the pending list.
     if (deleted.length > 0) {
-      for (const id of deleted) this.toAck.push(id, 0);
+      for (const id of deleted) this.queueAck(id, 0);
       this.scheduleWrite();
     }
     return entries;
   }
 
-  private accept(entries: RawEntry[]): void {
-    if (entries.length === 0) return;
+  /**
+   * This consumer's own pending list, page by page (XREADGROUP from id 0 returns it, and refreshes
+   * each entry's idle time): entries a lost answer left here. accept() skips those this process holds.
+   */
+  private async ownPending(): Promise<RawEntry[]> {
+    const found: RawEntry[] = [];
+    let after = '0-0';
+    for (;;) {
+      const page = streamEntries(await this.redis.call('XREADGROUP', 'GROUP', GROUP, this.consumer, 'COUNT', OWN_PENDING_PAGE, 'STREAMS', this.keys.stream, after));
+      found.push(...page);
+      if (page.length < OWN_PENDING_PAGE) return found;
+      after = page[page.length - 1]![0];
+    }
+  }
+
+  /** Takes entries into the read-ahead; returns how many were new to this process. */
+  private accept(entries: RawEntry[]): number {
+    if (entries.length === 0) return 0;
     const bad: string[] = [];
+    let taken = 0;
     for (const [id, fields] of entries) {
-      const events = fields === null ? undefined : decodeEntry(fields);
+      // Held already, or settled and being acknowledged: an XAUTOCLAIM of its own stale entry, or a re-read of its own pending list.
+      if (this.entryLeft.has(id) || this.acking.has(id)) continue;
+      taken += 1;
+      // Deleted while pending (trimmed by hand): nothing to deliver, only to acknowledge.
+      if (fields === null) {
+        this.queueAck(id, 0);
+        this.scheduleWrite();
+        continue;
+      }
+      const events = decodeEntry(fields);
       if (events === undefined) {
         bad.push(id);
         continue;
@@ -590,11 +647,12 @@ export class RedisEventStore implements DurableEventStore {
       this.entrySize.set(id, events.length);
     }
     if (bad.length > 0) {
-      for (const id of bad) this.toAck.push(id, 0);
+      for (const id of bad) this.queueAck(id, 0);
       this.scheduleWrite();
       this.report(new MeterRedisError('ERR_METER_REDIS_BAD_ENTRY', `${bad.length} stream entr${bad.length === 1 ? 'y is' : 'ies are'} not meter events written by @metered/redis (ids ${bad.slice(0, 5).join(', ')}); removed from the queue`));
     }
     if (this.prefetched.length > 0) for (const listener of this.availableListeners) listener();
+    return taken;
   }
 
   private pollLater(): void {
@@ -627,6 +685,15 @@ export class RedisEventStore implements DurableEventStore {
     if (held.length > 0 && this.ready) {
       try {
         await this.redis.call('XCLAIM', this.keys.stream, GROUP, this.consumer, 0, ...held, 'IDLE', this.claimIdleMs, 'JUSTID');
+      } catch (error) {
+        this.unavailable(error);
+      }
+    }
+    // A consumer left in the group forever is one more name in every XINFO and XPENDING; it goes when it
+    // holds nothing (what it handed back above stays pending on it until another instance claims it).
+    if (this.deliver && this.ready) {
+      try {
+        await this.redis.meteredRetire(this.keys.stream, GROUP, this.consumer);
       } catch (error) {
         this.unavailable(error);
       }

@@ -19,6 +19,33 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** `describe` when global-setup found Redis, `describe.skip` otherwise (global-setup said so, once). */
 export const describeRedis = process.env.METERED_REDIS_AVAILABLE === '0' ? describe.skip : describe;
 
+/** Whether a `redis-server` binary is on the PATH (what `ownRedis().start()` runs). */
+export function hasRedisServer(): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((dir) => {
+    try {
+      fs.accessSync(path.join(dir, 'redis-server'), fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+let serverSkipSaid = false;
+
+/**
+ * `it` for a test that starts its own `redis-server`; `it.skip` where the binary is missing, said in
+ * one line per file. With METERED_REQUIRE_REDIS=1 (CI) it always runs: a missing binary fails there.
+ */
+export function itWithRedisServer(): jest.It {
+  if (hasRedisServer() || process.env.METERED_REQUIRE_REDIS === '1') return it;
+  if (!serverSkipSaid) {
+    serverSkipSaid = true;
+    console.warn('@metered/redis: no redis-server binary on the PATH; the tests that start their own Redis are skipped (METERED_REQUIRE_REDIS=1 fails them instead)');
+  }
+  return it.skip;
+}
+
 const prefixes: string[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 

@@ -5,7 +5,8 @@ import type { QueuedEvent } from '@metered/core';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { describeRedis, event, eventsIn, freePort, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
+import { closeClient } from '../src/keys';
+import { describeRedis, event, itWithRedisServer, eventsIn, freePort, onCleanup, ownRedis, rawClient, REDIS_URL, uniquePrefix, until } from './helpers';
 
 function storeOf(prefix: string, options: RedisEventStoreOptions = {}): { store: RedisEventStore; errors: MeterRedisError[] } {
   const errors: MeterRedisError[] = [];
@@ -110,6 +111,67 @@ describeRedis('RedisEventStore', () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it('a read whose answer was lost (Redis ran it, the connection died) is recovered from its own pending list at once, not after claimIdleMs, and nothing held is taken twice', async () => {
+    const prefix = uniquePrefix();
+    const { store: writer } = storeOf(prefix, { deliver: false });
+    // The reader's client runs every command, but throws away the answer of one chosen read.
+    const client = new Redis(REDIS_URL, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 });
+    client.on('error', () => undefined);
+    onCleanup(() => closeClient(client));
+    const call = client.call.bind(client) as (...args: (string | number)[]) => Promise<unknown>;
+    let loseNext = false;
+    let lost = 0;
+    (client as unknown as { call: typeof call }).call = async (...args) => {
+      const reply = await call(...args);
+      if (loseNext && args[0] === 'XREADGROUP' && args[args.length - 1] === '>' && Array.isArray(reply)) {
+        loseNext = false;
+        lost += 1;
+        throw new Error('Connection is closed.');
+      }
+      return reply;
+    };
+    const { store: reader } = storeOf(prefix, { redis: client, claimIdleMs: 60_000, retryIntervalMs: 50 });
+    for (let i = 0; i < 5; i += 1) writer.push(event(i));
+    const first = await takeAll(reader, 5);
+    loseNext = true;
+    for (let i = 5; i < 10; i += 1) writer.push(event(i));
+    await until(() => lost === 1, 'the lost answer');
+    // Before the fix these stayed pending on the reader until an XAUTOCLAIM found them idle for 60 s.
+    const second = await takeAll(reader, 5);
+    expect([...first, ...second].map((e) => e.identifier).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `evt_${i}`).sort());
+    // The first five, still held when the reader re-read its pending list, were not handed out again.
+    await (reader as unknown as { redis: Redis }).redis.ping();
+    expect(reader.take(100)).toEqual([]);
+    reader.settle([...first, ...second], 'delivered');
+    const raw = rawClient();
+    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 0, 'both entries acknowledged and deleted');
+    expect(((await raw.call('XPENDING', `{${prefix}}:events`, 'metered-delivery')) as [number])[0]).toBe(0);
+  });
+
+  it('close() removes its consumer from the group when nothing is pending on it; one that hands entries back stays until they are claimed', async () => {
+    const prefix = uniquePrefix();
+    const raw = rawClient();
+    const consumers = async (): Promise<Map<string, number>> => {
+      const rows = (await raw.call('XINFO', 'CONSUMERS', `{${prefix}}:events`, 'metered-delivery')) as unknown[][];
+      return new Map(rows.map((row) => [String(row[row.indexOf('name') + 1]), Number(row[row.indexOf('pending') + 1])]));
+    };
+    const { store: done } = storeOf(prefix, { claimIdleMs: 60_000 });
+    const { store: holding } = storeOf(prefix, { claimIdleMs: 60_000 });
+    for (let i = 0; i < 5; i += 1) done.push(event(i));
+    done.settle(await takeAll(done, 5), 'delivered');
+    await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 0, 'the entry acknowledged');
+    for (let i = 5; i < 10; i += 1) done.push(event(i));
+    await takeAll(holding, 5);
+    expect([...(await consumers()).keys()].sort()).toEqual([done.consumer, holding.consumer].sort());
+    done.close();
+    holding.close();
+    await Promise.all([done.closed(), holding.closed()]);
+    // The one holding an entry keeps it (DELCONSUMER would drop it from the pending list: lost).
+    expect([...(await consumers()).entries()]).toEqual([[holding.consumer, 1]]);
+    const { store: next } = storeOf(prefix, { claimIdleMs: 60_000 });
+    expect((await takeAll(next, 5)).map((e) => e.identifier)).toEqual(['evt_5', 'evt_6', 'evt_7', 'evt_8', 'evt_9']);
+  });
+
   it('maxLength bounds the shared stream: hasRoomFor() turns false, and true again once entries settle', async () => {
     const prefix = uniquePrefix();
     const { store } = storeOf(prefix, { maxLength: 10 });
@@ -132,7 +194,7 @@ describeRedis('RedisEventStore', () => {
     await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 1, 'the bad entry deleted');
   });
 
-  it('Redis down at start: push() never throws, one ERR_METER_REDIS_UNAVAILABLE, the events move when Redis comes up', async () => {
+  itWithRedisServer()('Redis down at start: push() never throws, one ERR_METER_REDIS_UNAVAILABLE, the events move when Redis comes up', async () => {
     const server = await ownRedis(false);
     const prefix = uniquePrefix();
     const { store, errors } = storeOf(prefix, { redis: server.url, deliver: false, retryIntervalMs: 50 });
