@@ -20,6 +20,11 @@ export interface LedgerCell {
 
 const COLUMN_INDEX: Readonly<Record<LedgerColumn, number>> = { accepted: 0, delivered: 1, failed: 2, dropped: 3, uncertain: 4 };
 
+/** Length-prefixed so that no customer id or event name can make two cells share a key. */
+function cellKey(hour: number, customerId: string, eventName: string): string {
+  return `${hour}:${customerId.length}:${customerId}${eventName}`;
+}
+
 /** Ledger cells keyed by hour, customer and event name; adding is O(1) and exact. */
 export class LedgerCells {
   readonly cells = new Map<string, LedgerCell>();
@@ -31,6 +36,38 @@ export class LedgerCells {
   private lastValueBig = 0n;
 
   add(event: MeterEvent, column: LedgerColumn): void {
+    const cell = this.cellFor(event);
+    const i = COLUMN_INDEX[column];
+    cell.counts[i]! += 1;
+    cell.sums[i]! += this.lastValueBig;
+  }
+
+  /** Counts an event as accepted and under `outcome` in one step (a spool writes both when the event leaves it). */
+  addSettled(event: MeterEvent, outcome: LedgerColumn): void {
+    const cell = this.cellFor(event);
+    const i = COLUMN_INDEX[outcome];
+    cell.counts[0]! += 1;
+    cell.sums[0]! += this.lastValueBig;
+    cell.counts[i]! += 1;
+    cell.sums[i]! += this.lastValueBig;
+  }
+
+  /** Takes back one `add(event, column)`; a cell left with no count at all is forgotten, so a long-lived set stays small. */
+  remove(event: MeterEvent, column: LedgerColumn): void {
+    const cell = this.cellFor(event);
+    const i = COLUMN_INDEX[column];
+    cell.counts[i]! -= 1;
+    cell.sums[i]! -= this.lastValueBig;
+    if (cell.counts.some((count) => count !== 0)) return;
+    this.cells.delete(cellKey(cell.hour, cell.customerId, cell.eventName));
+    const byEvent = this.current.get(cell.customerId);
+    if (byEvent?.get(cell.eventName) !== cell) return;
+    byEvent.delete(cell.eventName);
+    if (byEvent.size === 0) this.current.delete(cell.customerId);
+  }
+
+  /** The event's cell (created when new), with its value parsed into `lastValueBig`. */
+  private cellFor(event: MeterEvent): LedgerCell {
     const hour = event.timestamp - (event.timestamp % HOUR_MS);
     let byEvent = this.current.get(event.customerId);
     if (byEvent === undefined) {
@@ -48,9 +85,7 @@ export class LedgerCells {
       this.lastValueBig = BigInt(event.value);
       this.lastValue = event.value;
     }
-    const i = COLUMN_INDEX[column];
-    cell.counts[i]! += 1;
-    cell.sums[i]! += this.lastValueBig;
+    return cell;
   }
 
   /** Adds another cell's counts and sums to this set's cell of the same key. */
@@ -63,8 +98,7 @@ export class LedgerCells {
   }
 
   private cellOf(hour: number, customerId: string, eventName: string): LedgerCell {
-    // Length-prefixed so that no customer id or event name can make two cells share a key.
-    const key = `${hour}:${customerId.length}:${customerId}${eventName}`;
+    const key = cellKey(hour, customerId, eventName);
     let cell = this.cells.get(key);
     if (cell === undefined) {
       cell = { hour, customerId, eventName, counts: [0, 0, 0, 0, 0], sums: [0n, 0n, 0n, 0n, 0n] };

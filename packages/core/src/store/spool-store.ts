@@ -6,6 +6,7 @@ import { MeterClosedError, MeterConfigError, MeterSpoolError } from '../errors';
 import type { QueuedEvent } from './queue';
 import { MAX_EVENT_AGE_MS } from '../intake/validate';
 import { HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
+import type { LedgerCell } from './ledger';
 import { MemoryDurableStore, QueueBackedStore } from './memory-store';
 import type {
   DurableEventStore,
@@ -27,8 +28,13 @@ export const DEFAULT_LEDGER_RETENTION_MS = 40 * 24 * HOUR_MS;
 /** Stripe forgets identifiers after 24 h: resending later than that could bill twice. */
 const DEDUP_WINDOW_MS = 24 * HOUR_MS;
 const MIN_MAX_BYTES = 64 * 1024;
-/** Bumped when the tables change; a spool written by a newer version is refused, never rewritten. */
-const SCHEMA_VERSION = 1;
+/**
+ * Bumped when the tables or their meaning change; a spool written by a newer version is refused, never
+ * rewritten. 2: the ledger table counts an event as accepted when its row leaves (settled), in the
+ * same statement as its outcome, and a row still held counts as accepted through the events table
+ * (so a push writes its row and nothing else). Version 1 counted it at push; it is migrated on open.
+ */
+const SCHEMA_VERSION = 2;
 /** Marks the file as a metered spool ('metr'), so a path pointing at another database is refused. */
 const APPLICATION_ID = 0x6d657472;
 /** While writes fail, they are retried this often (not every turn: a failing write still costs its rows). */
@@ -114,6 +120,18 @@ function upsertCells(rows: number): string {
   return `INSERT INTO ledger VALUES ${Array.from({ length: rows }, () => CELL_PLACEHOLDERS).join(', ')}
 ON CONFLICT (hour, customer_id, event_name) DO UPDATE SET
 ${LEDGER_COLUMNS.map((c) => `${c}_count = ${c}_count + excluded.${c}_count, ${c}_hi = ${c}_hi + excluded.${c}_hi, ${c}_lo = ${c}_lo + excluded.${c}_lo`).join(',\n')}`;
+}
+
+/** Appends the parameters of one `CELL_PLACEHOLDERS` row: the cell's key, then count, hi, lo per column, times `sign`. */
+function cellArgs(out: (number | string | bigint)[], cell: LedgerCell, sign: 1n | -1n): void {
+  out.push(cell.hour, cell.customerId, cell.eventName);
+  for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) {
+    const sum = sign === 1n ? cell.sums[i]! : -cell.sums[i]!;
+    const count = sign === 1n ? cell.counts[i]! : -cell.counts[i]!;
+    // Most sums fit in the low part: a number binds cheaper than a BigInt and needs no division.
+    if (sum >= 0n && sum < VALUE_SPLIT) out.push(count, 0, Number(sum));
+    else out.push(count, sum / VALUE_SPLIT, sum % VALUE_SPLIT);
+  }
 }
 
 /** Calls `each` once per run of consecutive ids (sorts `ids` in place). */
@@ -214,6 +232,10 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private readonly pendingAttempts = new Map<number, number>();
   private pendingDeletes: number[] = [];
   private readonly pendingCells = new LedgerCells();
+  /** The `accepted` of every row held (on disk or pending): the ledger table counts an event only once it is settled. */
+  private readonly held = new LedgerCells();
+  /** Rows a previous process left whose hour is past `ledgerRetentionMs`: their acceptance is forgotten, as their hour's cells are. */
+  private readonly forgotten = new Set<QueuedEvent>();
 
   private commitScheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -234,6 +256,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     private readonly config: ResolvedSpoolOptions,
     private nextId: number,
     rows: EventRow[],
+    retainFrom: number,
+    version: number,
   ) {
     super();
     this.markRange = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id BETWEEN ? AND ? AND first_attempt_at IS NULL');
@@ -253,9 +277,12 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       };
       this.ids.set(event, row.id);
       if (row.first_attempt_at !== null) this.attempted.add(event);
+      if (event.timestamp - (event.timestamp % HOUR_MS) < retainFrom) this.forgotten.add(event);
+      else this.held.add(event, 'accepted');
       this.liveBytes += rowBytes(event);
       return { event, firstAttemptAt: row.first_attempt_at };
     });
+    if (version === 1) this.migrateFromVersion1();
     process.on('exit', this.onExit);
   }
 
@@ -284,7 +311,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       // Exclusive before WAL: the log index then lives in heap memory, and the lock is held until close.
       opened.pragma('locking_mode = EXCLUSIVE');
       // Identified before anything is written, so a path pointing at another database leaves it untouched.
-      const fresh = SpoolStore.identify(opened, config.path);
+      const version = SpoolStore.identify(opened, config.path);
+      const fresh = version === 0;
       if (fresh) opened.pragma('auto_vacuum = INCREMENTAL');
       if (opened.pragma('journal_mode = WAL', { simple: true }) !== 'wal') throw new MeterSpoolError('ERR_METER_SPOOL_IO', config.path, 'SQLite refused WAL mode for the spool');
       opened.exec('BEGIN EXCLUSIVE; COMMIT');
@@ -296,9 +324,10 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       opened.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       const pageSize = opened.pragma('page_size', { simple: true }) as number;
       opened.pragma(`max_page_count = ${Math.ceil((2 * config.maxBytes + FILE_CAP_SLACK_BYTES) / pageSize)}`);
-      opened.prepare('DELETE FROM ledger WHERE hour < ?').run(Date.now() - config.ledgerRetentionMs);
+      const retainFrom = Date.now() - config.ledgerRetentionMs;
+      opened.prepare('DELETE FROM ledger WHERE hour < ?').run(retainFrom);
       const rows = opened.prepare('SELECT * FROM events ORDER BY id').all() as EventRow[];
-      return new SpoolStore(opened, config, rows.length === 0 ? 0 : rows[rows.length - 1]!.id, rows);
+      return new SpoolStore(opened, config, rows.length === 0 ? 0 : rows[rows.length - 1]!.id, rows, retainFrom, fresh ? SCHEMA_VERSION : version);
     } catch (error) {
       try {
         db?.close();
@@ -309,17 +338,30 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     }
   }
 
-  /** Whether the file is new (no tables yet); throws unless it is a spool this version can read. */
-  private static identify(db: Database, file: string): boolean {
+  /** The spool's schema version, 0 for a new file (no tables yet); throws unless it is a spool this version can read. */
+  private static identify(db: Database, file: string): number {
     const appId = db.pragma('application_id', { simple: true }) as number;
     const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n;
-    if (appId === 0 && tables === 0) return true;
+    if (appId === 0 && tables === 0) return 0;
     if (appId !== APPLICATION_ID) throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', file, 'The file is an SQLite database but not a metered spool; point the spool at its own file');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       throw new MeterSpoolError('ERR_METER_SPOOL_VERSION', file, `The spool was written by a newer metered (schema ${version}, this one reads ${SCHEMA_VERSION}); upgrade, or give this version its own spool path`);
     }
-    return false;
+    return version;
+  }
+
+  /** Version 1 counted a row as accepted when it was pushed: the rows it left are taken out of the ledger table, which now counts them when they leave. */
+  private migrateFromVersion1(): void {
+    this.db.transaction(() => {
+      const cells: (number | string | bigint)[] = [];
+      for (const cell of this.held.cells.values()) {
+        cells.length = 0;
+        cellArgs(cells, cell, -1n);
+        this.runRows(this.upserts, upsertCells, 1, cells);
+      }
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
   }
 
   get bytes(): number {
@@ -343,7 +385,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     this.queue.push(event);
     this.liveBytes += rowBytes(event);
     this.pendingInserts.set(this.nextId, event);
-    this.pendingCells.add(event, 'accepted');
+    this.held.add(event, 'accepted');
     if (this.config.durability === 'event' && !this.failing) this.commit();
     else this.scheduleCommit();
   }
@@ -376,15 +418,20 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       this.liveBytes -= rowBytes(event);
       this.pendingAttempts.delete(id);
       if (!this.pendingInserts.delete(id)) this.pendingDeletes.push(id);
-      this.pendingCells.add(event, outcome);
+      // Its acceptance moves from the row to the ledger table, in the commit that deletes the row.
+      if (this.forgotten.size > 0 && this.forgotten.delete(event)) {
+        this.pendingCells.add(event, outcome);
+      } else {
+        this.held.remove(event, 'accepted');
+        this.pendingCells.addSettled(event, outcome);
+      }
     }
     this.scheduleCommit();
   }
 
   discard(events: readonly QueuedEvent[]): void {
     if (this.closed) return;
-    this.pendingCells.addAll(events, 'accepted');
-    this.pendingCells.addAll(events, 'dropped');
+    for (const event of events) this.pendingCells.addSettled(event, 'dropped');
     this.scheduleCommit();
   }
 
@@ -452,9 +499,11 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
         sums: LEDGER_COLUMNS.map((c) => BigInt(row[`${c}_hi`]!) * VALUE_SPLIT + BigInt(row[`${c}_lo`]!)),
       });
     }
-    // Writes that could not be committed (the store fell back to memory) still count.
-    for (const cell of this.pendingCells.cells.values()) {
-      if (cell.hour >= fromHour && cell.hour < to && (customerId === undefined || cell.customerId === customerId)) cells.merge(cell);
+    // Rows held count as accepted, and writes that could not be committed (the store fell back to memory) still count.
+    for (const pending of [this.held, this.pendingCells]) {
+      for (const cell of pending.cells.values()) {
+        if (cell.hour >= fromHour && cell.hour < to && (customerId === undefined || cell.customerId === customerId)) cells.merge(cell);
+      }
     }
     return [...cells.cells.values()].map(toRow).sort(compareRows);
   }
@@ -501,13 +550,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     const cells: (number | string | bigint)[] = [];
     count = 0;
     for (const cell of this.pendingCells.cells.values()) {
-      cells.push(cell.hour, cell.customerId, cell.eventName);
-      for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) {
-        const sum = cell.sums[i]!;
-        // Most sums fit in the low part: a number binds cheaper than a BigInt and needs no division.
-        if (sum >= 0n && sum < VALUE_SPLIT) cells.push(cell.counts[i]!, 0, Number(sum));
-        else cells.push(cell.counts[i]!, sum / VALUE_SPLIT, sum % VALUE_SPLIT);
-      }
+      cellArgs(cells, cell, 1n);
       count += 1;
       if (count === ROWS_PER_STATEMENT) {
         this.runRows(this.upserts, upsertCells, count, cells);
