@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -9,6 +9,8 @@ import onFinished from 'on-finished';
 import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
+import { InFlight } from './in-flight';
+import type { InFlightEntry } from './in-flight';
 import { RouteCache } from './route-cache';
 import { resolveRouteMeters, staticMeters } from './route-meters';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
@@ -35,23 +37,33 @@ interface RouteExchange {
   readonly handler: HandlerOutcome;
 }
 
+/** A request metered from the guard, until its response is over. */
+export interface GuardedRequest extends RouteExchange {
+  /** Whether every guard let it through: set by the adapter's `status()`, which Nest calls only then. */
+  passed: boolean;
+  readonly arrivedAt: number;
+  readonly entry: InFlightEntry;
+}
+
 const SKIPPED = Symbol('skipped');
 /** What the handler did, as far as metering without an interceptor can tell: it ran (its guards let it through). */
 const RAN: HandlerOutcome = Object.freeze({ finished: true, failed: false, error: undefined, result: undefined });
+/** The metadata key `@UseInterceptors()` writes (Nest 11 and 12), read without importing Nest's internals. */
+const INTERCEPTORS_METADATA = '__interceptors__';
 /**
  * In-flight metering per module config: Nest creates one interceptor per module that applies it
  * (`@MeterUsage()` with a value function adds it to its route), and the module's own instance
  * waits for all of them on flush and shutdown.
  */
-const IN_PROGRESS = new WeakMap<ResolvedMeteringConfig, Set<Promise<unknown>>>();
+const IN_FLIGHT = new WeakMap<ResolvedMeteringConfig, InFlight>();
 
-function inProgressOf(config: ResolvedMeteringConfig): Set<Promise<unknown>> {
-  let set = IN_PROGRESS.get(config);
-  if (set === undefined) {
-    set = new Set();
-    IN_PROGRESS.set(config, set);
+function inFlightOf(config: ResolvedMeteringConfig): InFlight {
+  let inFlight = IN_FLIGHT.get(config);
+  if (inFlight === undefined) {
+    inFlight = new InFlight();
+    IN_FLIGHT.set(config, inFlight);
   }
-  return set;
+  return inFlight;
 }
 const METER_ALL: RouteMetering = Object.freeze({ eventName: undefined, value: undefined, dimensions: undefined });
 
@@ -63,6 +75,14 @@ const METER_ALL: RouteMetering = Object.freeze({ eventName: undefined, value: un
 function nodeObject<T extends object>(frameworkObject: object): T {
   const raw = (frameworkObject as { raw?: unknown }).raw;
   return (typeof raw === 'object' && raw !== null ? raw : frameworkObject) as T;
+}
+
+/** Whether the route (or its controller) applies `MeterUsageInterceptor`, which then meters it. */
+function appliesInterceptor(handler: object, controller: object): boolean {
+  return [handler, controller].some((target) => {
+    const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
+    return interceptors?.some((entry) => entry === MeterUsageInterceptor || entry instanceof MeterUsageInterceptor) === true;
+  });
 }
 
 /** How the request ended, as `billIf` sees it. */
@@ -83,8 +103,12 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     resolveTimeoutMs: config.resolveTimeoutMs,
     idempotencyKeyHeader: config.idempotencyKeyHeader,
     internalStep: 'interceptor',
-    // What the handler set with setRequestUsage() on either object (Fastify's wrapper or Node's) wins.
-    usage: ({ request, rawRequest }) => ({ ...getRequestUsage(rawRequest), ...getRequestUsage(request) }),
+    // What the handler set with setRequestUsage() on either object (Fastify's wrapper or Node's) wins;
+    // Express has one object, and a Fastify wrapper seldom carries any.
+    usage: ({ request, rawRequest }) =>
+      request === rawRequest || (request as { [METERING_STATE]?: unknown })[METERING_STATE] === undefined
+        ? getRequestUsage(rawRequest)
+        : { ...getRequestUsage(rawRequest), ...getRequestUsage(request) },
     billIf: (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
     customer: ({ context }) => config.customer(context),
     // Left out without a resolver, so core skips the step on every request of a platform-only app.
@@ -115,67 +139,75 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
 @Injectable()
 export class MeterUsageInterceptor implements NestInterceptor {
   private readonly logger = new Logger('MeteringModule');
-  private readonly inProgress: Set<Promise<unknown>>;
+  private readonly inFlight: InFlight;
   private readonly metering: RequestMeteringAdapter<RouteExchange>;
   /** Each route's metering, looked up once. */
   private readonly routes = new RouteCache<RouteMetering | typeof SKIPPED | undefined>();
+  /** The same for the guard, which leaves routes carrying this interceptor to it (undefined for them). */
+  private readonly guardedRoutes = new RouteCache<RouteMetering | typeof SKIPPED | undefined>();
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
     private readonly reflector: Reflector,
   ) {
     this.metering = nestAdapter(config, this.logger);
-    this.inProgress = inProgressOf(config);
+    this.inFlight = inFlightOf(config);
   }
 
   /**
    * Meters a request without the interceptor pipeline, for `MeteringGuard`: called before the
-   * route's other guards run, it claims the request and bills it once its response is over, if
-   * `passed()` then says every guard let it through. For routes whose value does not read the
-   * handler's result: `billIf` sees the status code, with no `error` or `result`. Returns whether
-   * it meters the request; never throws.
+   * route's other guards run, it claims the request and bills it once its response is over, if by
+   * then its `passed` says every guard let it through (`passed` starts as `!recordsPasses`). For
+   * routes whose value does not read the handler's result (the others carry this interceptor and
+   * are left to it): `billIf` sees the status code, with no `error` or `result`. Returns the request
+   * it meters, or undefined; never throws.
    */
-  meterFromGuard(context: ExecutionContext, passed: () => boolean): boolean {
+  meterFromGuard(context: ExecutionContext, recordsPasses: boolean): GuardedRequest | undefined {
     try {
-      const route = this.routeOf(context);
-      if (route === undefined) return false;
-      const http = context.switchToHttp();
-      const request = http.getRequest<object>();
+      const route = this.guardedRoutes.get(context.getHandler(), context.getClass(), () => this.lookUpGuardedRoute(context));
+      if (route === undefined) return undefined;
+      // getArgByIndex, not switchToHttp(): that one assigns three new closures to the context on every call.
+      const request = context.getArgByIndex<object>(0);
       const rawRequest = nodeObject<IncomingMessage>(request);
       if (route === SKIPPED) {
         skipRequestMetering(rawRequest);
-        return false;
+        return undefined;
       }
       if (!claimRequest(rawRequest)) {
         this.handOver(rawRequest, route);
-        return false;
+        return undefined;
       }
-      const rawResponse = nodeObject<ServerResponse>(http.getResponse<object>());
-      const arrivedAt = Date.now();
-      const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler: RAN };
+      const rawResponse = nodeObject<ServerResponse>(context.getArgByIndex<object>(1));
       // Tracked from now, as the interceptor's requests are: flush() and shutdown wait for a request still running.
-      let settle!: () => void;
-      const work = new Promise<void>((resolve) => {
-        settle = resolve;
-      });
-      this.track(work);
-      whenResponseDone(rawResponse, () => {
-        const graceMs = this.config.abortGraceMs;
-        const ending = endingAtClose(rawResponse.writableEnded, rawResponse.headersSent, graceMs, () => {
-          const handler = whenHandlerEnds(rawResponse);
-          return finishedWithin(handler.ended, graceMs).finally(handler.stop);
-        });
-        // A guard after ours that said no: Nest answered with its exception, and nothing is billed.
-        const bill = (e: ResponseEnding): Promise<unknown> | undefined => (passed() ? meterRequest(this.metering, exchange, arrivedAt, e) : undefined);
-        const billed = typeof ending === 'string' ? bill(ending) : ending.then(bill);
-        if (billed === undefined) settle();
-        else void billed.then(settle, settle);
-      });
-      return true;
+      const guarded: GuardedRequest = { context, route, request, rawRequest, rawResponse, handler: RAN, passed: !recordsPasses, arrivedAt: Date.now(), entry: this.inFlight.begin() };
+      whenResponseDone(rawResponse, () => this.guardedResponseDone(guarded));
+      return guarded;
     } catch (error) {
       this.logger.error(`Could not watch a request to ${context.getClass().name}.${context.getHandler().name}: ${error instanceof Error ? error.message : String(error)}`);
-      return false;
+      return undefined;
     }
+  }
+
+  /** Bills a request metered from the guard once its response is over, unless a later guard said no. */
+  private guardedResponseDone(guarded: GuardedRequest): void {
+    const { rawResponse } = guarded;
+    const graceMs = this.config.abortGraceMs;
+    const ending = endingAtClose(rawResponse.writableEnded, rawResponse.headersSent, graceMs, () => {
+      const handler = whenHandlerEnds(rawResponse);
+      return finishedWithin(handler.ended, graceMs).finally(handler.stop);
+    });
+    if (typeof ending === 'string') this.billGuarded(guarded, ending);
+    else void ending.then((e) => this.billGuarded(guarded, e));
+  }
+
+  private billGuarded(guarded: GuardedRequest, ending: ResponseEnding): void {
+    // A guard after ours that said no: Nest answered with its exception, and nothing is billed.
+    if (!guarded.passed) {
+      this.inFlight.end(guarded.entry);
+      return;
+    }
+    const end = (): void => this.inFlight.end(guarded.entry);
+    void meterRequest(this.metering, guarded, guarded.arrivedAt, ending).then(end, end);
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -183,8 +215,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const route = this.routeOf(context);
     if (route === undefined) return next.handle();
 
-    const http = context.switchToHttp();
-    const request = http.getRequest<object>();
+    const request = context.getArgByIndex<object>(0);
     const rawRequest = nodeObject<IncomingMessage>(request);
     if (route === SKIPPED) {
       // An explicit opt-out holds for any other adapter metering this request too (@metered/express).
@@ -196,7 +227,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
       this.handOver(rawRequest, route);
       return next.handle();
     }
-    const rawResponse = nodeObject<ServerResponse>(http.getResponse<object>());
+    const rawResponse = nodeObject<ServerResponse>(context.getArgByIndex<object>(1));
 
     const handler: HandlerOutcome = { finished: false, failed: false, error: undefined, result: undefined };
     let handlerSettled!: () => void;
@@ -212,7 +243,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const arrivedAt = Date.now();
     const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler };
     // Never rejects: core hands every failure to the reporter's onError.
-    this.track(
+    this.inFlight.track(
       responseDone.then((ended) => this.endingOf(ended, rawResponse, handler, handlerDone)).then((ending) => meterRequest(this.metering, exchange, arrivedAt, ending)),
     );
 
@@ -241,7 +272,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * checkpoints; a request still running is waited for.
    */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.inProgress]);
+    await this.inFlight.settled();
     await this.config.reporter.flush();
   }
 
@@ -250,9 +281,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * (false then). The module calls it on shutdown, before the reporter is flushed or closed.
    */
   async drain(timeoutMs: number): Promise<boolean> {
-    if (this.inProgress.size === 0) return true;
+    if (this.inFlight.size === 0) return true;
     try {
-      await withTimeout(() => Promise.allSettled([...this.inProgress]), timeoutMs, 'requests being metered');
+      await withTimeout(() => this.inFlight.settled(), timeoutMs, 'requests being metered');
       return true;
     } catch {
       return false;
@@ -296,6 +327,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
     return this.routes.get(handler, controller, () => this.lookUpRoute(handler, controller));
   }
 
+  private lookUpGuardedRoute(context: ExecutionContext): RouteMetering | typeof SKIPPED | undefined {
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    return appliesInterceptor(handler, controller) ? undefined : this.routeOf(context);
+  }
+
   private lookUpRoute(handler: ReturnType<ExecutionContext['getHandler']>, controller: ReturnType<ExecutionContext['getClass']>): RouteMetering | typeof SKIPPED | undefined {
     const levels = [handler, controller];
     for (const target of levels) {
@@ -304,10 +341,5 @@ export class MeterUsageInterceptor implements NestInterceptor {
       if (metering !== undefined) return metering;
     }
     return this.config.meterAllRoutes ? METER_ALL : undefined;
-  }
-
-  private track(work: Promise<unknown>): void {
-    this.inProgress.add(work);
-    void work.finally(() => this.inProgress.delete(work));
   }
 }

@@ -3,20 +3,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { CanActivate, ExecutionContext, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
-import { RouteCache } from './route-cache';
+import type { GuardedRequest } from './meter-usage.interceptor';
 
-/** Where a request being metered by the guard keeps its "every guard let it through" flag: on the framework's response. */
+/** Where a request being metered by the guard is found by the adapter's `status()`: on the framework's response. */
 const GUARDS_PASSED = Symbol('@metered/nestjs:guards-passed');
 /** Marks an HTTP adapter whose `status()` already records passes, so two modules wrap it once. */
 const WRAPPED = Symbol.for('@metered/nestjs:status-wrapped');
-/** The metadata key `@UseInterceptors()` writes (Nest 11 and 12), read without importing Nest's internals. */
-const INTERCEPTORS_METADATA = '__interceptors__';
 
-interface PassFlag {
-  passed: boolean;
-}
-
-type Carrier = { [GUARDS_PASSED]?: PassFlag };
+type Carrier = { [GUARDS_PASSED]?: GuardedRequest };
 
 interface StatusAdapter {
   status(response: unknown, statusCode: number): unknown;
@@ -39,8 +33,6 @@ interface StatusAdapter {
 export class MeteringGuard implements CanActivate, OnModuleInit {
   /** Whether passes are recorded; without an HTTP adapter (a unit test) every request counts as passed. */
   private recording = false;
-  /** Whether each route carries `MeterUsageInterceptor`. */
-  private readonly intercepted = new RouteCache<boolean>();
 
   constructor(
     @Inject(MeterUsageInterceptor) private readonly interceptor: MeterUsageInterceptor,
@@ -56,32 +48,18 @@ export class MeteringGuard implements CanActivate, OnModuleInit {
     // eslint-disable-next-line @typescript-eslint/unbound-method
     const status = adapter.status;
     adapter.status = function (this: StatusAdapter, response: unknown, statusCode: number): unknown {
-      const flag = (response as Carrier | undefined)?.[GUARDS_PASSED];
-      if (flag !== undefined) flag.passed = true;
+      const guarded = (response as Carrier | undefined)?.[GUARDS_PASSED];
+      if (guarded !== undefined) guarded.passed = true;
       return Reflect.apply(status, this, [response, statusCode]);
     };
     adapter[WRAPPED] = true;
   }
 
   canActivate(context: ExecutionContext): true {
-    if (context.getType() !== 'http' || this.isIntercepted(context)) return true;
-    const flag: PassFlag = { passed: !this.recording };
-    if (this.interceptor.meterFromGuard(context, () => flag.passed) && this.recording) {
-      // Read back by the adapter's status(), which Nest calls after the last guard, with this object.
-      (context.switchToHttp().getResponse<Carrier>())[GUARDS_PASSED] = flag;
-    }
+    if (context.getType() !== 'http') return true;
+    const guarded = this.interceptor.meterFromGuard(context, this.recording);
+    // Read back by the adapter's status(), which Nest calls after the last guard, with this response.
+    if (guarded !== undefined && this.recording) (context.getArgByIndex<Carrier>(1))[GUARDS_PASSED] = guarded;
     return true;
-  }
-
-  /** Whether the route (or its controller) applies `MeterUsageInterceptor`, which then meters it. */
-  private isIntercepted(context: ExecutionContext): boolean {
-    const handler = context.getHandler();
-    const controller = context.getClass();
-    return this.intercepted.get(handler, controller, () =>
-      [handler, controller].some((target) => {
-        const interceptors = Reflect.getMetadata(INTERCEPTORS_METADATA, target) as unknown[] | undefined;
-        return interceptors?.some((entry) => entry === MeterUsageInterceptor || entry instanceof MeterUsageInterceptor) === true;
-      }),
-    );
   }
 }

@@ -15,9 +15,9 @@ export function defaultBillIf(_context: ExecutionContext, outcome: MeteringOutco
 
 /** The authenticated user's customer (set by a guard), never anything the client sends. */
 export function defaultCustomer(context: ExecutionContext): string | undefined {
-  const http = context.switchToHttp();
-  const request = http.getRequest<object>();
-  const locals = (http.getResponse<{ locals?: object }>()).locals;
+  // getArgByIndex, not switchToHttp(), which assigns three new closures to the context on every call.
+  const request = context.getArgByIndex<object>(0);
+  const locals = context.getArgByIndex<{ locals?: object }>(1).locals;
   return defaultCustomerId(request, typeof locals === 'object' && locals !== null ? locals : undefined);
 }
 
