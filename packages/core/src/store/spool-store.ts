@@ -43,9 +43,21 @@ const WRITE_RETRY_MS = 1000;
 const ROW_OVERHEAD_BYTES = 48;
 /** Free pages that trigger an incremental vacuum, so a drained backlog gives its disk space back. */
 const VACUUM_FREE_PAGES = 256;
-/** The write-ahead log is checkpointed at this many pages (SQLite's default, 1000, lets it reach 4 MiB)… */
-const WAL_CHECKPOINT_PAGES = 256;
-/** …and truncated to this afterwards. */
+/**
+ * Page size of a new spool, by the durability it is created with. A commit writes whole pages to the
+ * log: a commit of one event (`'event'`) changes one page, and 1 KiB writes and checksums a quarter of
+ * SQLite's default (~1.2 µs less CPU per report() measured); a turn's rows fill their pages either
+ * way, and fewer, larger pages cost fewer writes (4 KiB: ~0.5 µs less per report() than 1 KiB).
+ */
+const PAGE_SIZE: Readonly<Record<SpoolDurability, number>> = { event: 1024, turn: 4096 };
+/**
+ * With `synchronous: 'normal'` the log is fsynced only by a checkpoint, so the commits since the last
+ * one are what a power loss can cost: one runs after this many commits (the bound the README states)…
+ */
+const CHECKPOINT_COMMITS = 128;
+/** …or once the log holds this much (SQLite's autocheckpoint, in pages of the file's size)… */
+const WAL_CHECKPOINT_BYTES = 1024 * 1024;
+/** …and the log is truncated to this afterwards. */
 const WAL_LIMIT_BYTES = 1024 * 1024;
 /** Headroom of the hard file cap over `maxBytes`: the ledger, b-tree slack, the log. */
 const FILE_CAP_SLACK_BYTES = 4 * 1024 * 1024;
@@ -238,6 +250,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private readonly forgotten = new Set<QueuedEvent>();
 
   private commitScheduled = false;
+  /** Commits since this store's last checkpoint (SQLite's own, by log size, are not counted: one more is harmless). */
+  private commitsSinceCheckpoint = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private failing = false;
   private closed = false;
@@ -263,7 +277,12 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     this.markRange = db.prepare('UPDATE events SET first_attempt_at = ? WHERE id BETWEEN ? AND ? AND first_attempt_at IS NULL');
     this.deleteRange = db.prepare('DELETE FROM events WHERE id BETWEEN ? AND ?');
     this.selectCells = db.prepare('SELECT * FROM ledger WHERE hour >= @from AND hour < @to AND (@customer IS NULL OR customer_id = @customer)');
-    this.writeAll = db.transaction(() => this.writePending());
+    const inTransaction = db.transaction(() => this.writePending());
+    // One pushed event and nothing else ('event' mode's usual commit) is one statement: its own transaction.
+    this.writeAll = () => {
+      if (this.pendingInserts.size === 1 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0) this.writePending();
+      else inTransaction();
+    };
     this.leftovers = rows.map((row) => {
       const event: QueuedEvent = {
         eventName: row.event_name,
@@ -313,16 +332,19 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       // Identified before anything is written, so a path pointing at another database leaves it untouched.
       const version = SpoolStore.identify(opened, config.path);
       const fresh = version === 0;
-      if (fresh) opened.pragma('auto_vacuum = INCREMENTAL');
+      if (fresh) {
+        opened.pragma(`page_size = ${PAGE_SIZE[config.durability]}`);
+        opened.pragma('auto_vacuum = INCREMENTAL');
+      }
       if (opened.pragma('journal_mode = WAL', { simple: true }) !== 'wal') throw new MeterSpoolError('ERR_METER_SPOOL_IO', config.path, 'SQLite refused WAL mode for the spool');
       opened.exec('BEGIN EXCLUSIVE; COMMIT');
       const check = opened.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new MeterSpoolError('ERR_METER_SPOOL_CORRUPT', config.path, `The spool file is damaged (${String(check)}); move it aside to start a new spool`);
       if (fresh) opened.exec(`BEGIN; ${SCHEMA} PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
       opened.pragma(`synchronous = ${config.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      opened.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      opened.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       const pageSize = opened.pragma('page_size', { simple: true }) as number;
+      opened.pragma(`wal_autocheckpoint = ${Math.ceil(WAL_CHECKPOINT_BYTES / pageSize)}`);
+      opened.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       opened.pragma(`max_page_count = ${Math.ceil((2 * config.maxBytes + FILE_CAP_SLACK_BYTES) / pageSize)}`);
       const retainFrom = Date.now() - config.ledgerRetentionMs;
       opened.prepare('DELETE FROM ledger WHERE hour < ?').run(retainFrom);
@@ -476,6 +498,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       this.retryTimer = undefined;
     }
     if (deleted) this.vacuumIfSparse();
+    this.commitsSinceCheckpoint += 1;
+    if (this.commitsSinceCheckpoint >= CHECKPOINT_COMMITS) this.checkpoint();
   }
 
   /** Throws `MeterClosedError` after `close()`, or `MeterSpoolError` when the file cannot be read. */
@@ -598,12 +622,22 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     this.scheduleCommit();
   }
 
+  private checkpoint(): void {
+    this.commitsSinceCheckpoint = 0;
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch (error) {
+      this.writeFailed(error);
+    }
+  }
+
   private vacuumIfSparse(): void {
     try {
       if ((this.db.pragma('freelist_count', { simple: true }) as number) < VACUUM_FREE_PAGES) return;
       this.db.pragma('incremental_vacuum');
       // The file shrinks only when a checkpoint copies the vacuumed pages back; TRUNCATE also empties the log.
       this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.commitsSinceCheckpoint = 0;
     } catch (error) {
       this.writeFailed(error);
     }

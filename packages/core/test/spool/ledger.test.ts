@@ -109,7 +109,8 @@ describe('the spool ledger across processes', () => {
 
   it('reads a version-1 spool (acceptance counted at push) with the same figures, and counts its rows once when they leave', () => {
     const file = path.join(tempDir(), 'ledger.spool');
-    const hour = Date.now() - (Date.now() % HOUR);
+    const now = Date.now();
+    const hour = now - (now % HOUR);
     const first = SpoolStore.open({ path: file });
     for (const [i, customerId, value] of [[0, 'cus_a', '3'], [1, 'cus_a', '4'], [2, 'cus_b', '5']] as const) {
       first.push(event(i, { customerId, value, timestamp: hour + i }));

@@ -143,6 +143,17 @@ describe('SpoolStore as an event store', () => {
     store.close();
   });
 
+  it.each(['event', 'turn'] as const)("checkpoints at least every 128 commits ('%s'): with synchronous 'normal' a power loss costs at most the commits since", (durability) => {
+    const store = open({ durability });
+    // One event a commit, the smallest commit there is: 133 of them, so the log holds only those since the 128th.
+    for (let i = 0; i < 133; i += 1) {
+      store.push(event(i, { identifier: `evt_${i}` }));
+      store.commit();
+    }
+    expect(walFrames(store)).toBe(5);
+    store.close();
+  });
+
   it('reports full by estimated row bytes against maxBytes, and has room again once rows settle', () => {
     const store = open({ maxBytes: 64 * 1024 });
     let pushed = 0;
@@ -193,4 +204,10 @@ describe('MemoryDurableStore', () => {
 /** Rows committed to the spool, read through its own connection (a second one would be locked out). */
 function rowCount(store: SpoolStore): number {
   return ((store as unknown as { db: { prepare(sql: string): { get(): { n: number } } } }).db.prepare('SELECT count(*) AS n FROM events').get()).n;
+}
+
+/** Frames in the spool's write-ahead log (pages written since its last checkpoint reset it), through its own connection. */
+function walFrames(store: SpoolStore): number {
+  const [result] = (store as unknown as { db: { pragma(sql: string): Array<{ log: number }> } }).db.pragma('wal_checkpoint(PASSIVE)');
+  return result!.log;
 }
