@@ -156,16 +156,20 @@ describeRedis('RedisEventStore', () => {
       return new Map(rows.map((row) => [String(row[row.indexOf('name') + 1]), Number(row[row.indexOf('pending') + 1])]));
     };
     const { store: done } = storeOf(prefix, { claimIdleMs: 60_000 });
-    const { store: holding } = storeOf(prefix, { claimIdleMs: 60_000 });
     for (let i = 0; i < 5; i += 1) done.push(event(i));
     done.settle(await takeAll(done, 5), 'delivered');
     await until(async () => (await raw.xlen(`{${prefix}}:events`)) === 0, 'the entry acknowledged');
-    for (let i = 5; i < 10; i += 1) done.push(event(i));
-    await takeAll(holding, 5);
-    expect([...(await consumers()).keys()].sort()).toEqual([done.consumer, holding.consumer].sort());
+    expect([...(await consumers()).entries()]).toEqual([[done.consumer, 0]]);
     done.close();
+    await done.closed();
+    expect(await consumers()).toEqual(new Map());
+    // A second reader (a consumer from its first entry on), fed by an enqueue-only writer: the only reader of these.
+    const { store: holding } = storeOf(prefix, { claimIdleMs: 60_000 });
+    const { store: writer } = storeOf(prefix, { deliver: false });
+    for (let i = 5; i < 10; i += 1) writer.push(event(i));
+    await takeAll(holding, 5);
     holding.close();
-    await Promise.all([done.closed(), holding.closed()]);
+    await holding.closed();
     // The one holding an entry keeps it (DELCONSUMER would drop it from the pending list: lost).
     expect([...(await consumers()).entries()]).toEqual([[holding.consumer, 1]]);
     const { store: next } = storeOf(prefix, { claimIdleMs: 60_000 });
