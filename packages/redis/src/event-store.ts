@@ -2,7 +2,7 @@
 import { MemoryDurableStore, MemoryLedger, MeterConfigError, openSpoolOrMemory, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { DurableEventStore, LedgerQuery, LedgerRow, QueuedEvent, RecoveredEvents, SettleOutcome } from '@metered/core';
 import type { Redis, Result } from 'ioredis';
-import { BATCH_FIELD, decodeEntry, encodeEvents } from './codec';
+import { COLUMNS_FIELD, decodeEntry, encodeEvents } from './codec';
 import { MeterRedisError } from './errors';
 import { closeClient, connect, GROUP, keysFor, newConsumerName } from './keys';
 import type { RedisEventStoreOptions } from './types';
@@ -463,7 +463,7 @@ export class RedisEventStore implements DurableEventStore {
     let reply: (string | number)[];
     this.inTransit += events.length;
     try {
-      reply = await this.redis.meteredAppend(this.keys.stream, this.keys.count, BATCH_FIELD, events.length, ...entries);
+      reply = await this.redis.meteredAppend(this.keys.stream, this.keys.count, COLUMNS_FIELD, events.length, ...entries);
     } catch (error) {
       // Kept locally and moved again later. A script whose answer was lost may have added them too;
       // sent twice, their copies carry the same identifiers, which Stripe deduplicates.
