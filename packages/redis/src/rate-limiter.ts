@@ -78,9 +78,9 @@ function positiveNumber(option: string, value: unknown, fallback?: number): numb
 /**
  * An account-wide request limiter: every instance with the same `keyPrefix` takes its tokens from one
  * bucket in Redis, so together they stay under `requestsPerSecond`, and a 429's `Retry-After` seen
- * by one pauses them all. A busy instance takes several tokens per trip to Redis (a local allowance,
- * as many as it used of the last one, twice over, at most `ALLOWANCE_MS` of the rate) and uses them
- * within `ALLOWANCE_MS`, or gives them back. With Redis unreachable (or slower than `timeoutMs`), each
+ * by one pauses them all. A busy instance takes several tokens per trip to Redis (a local allowance:
+ * one per acquire() waiting, or twice what it used of the last one up to `ALLOWANCE_MS` of the rate,
+ * whichever is more) and uses them within `ALLOWANCE_MS`, or gives them back. With Redis unreachable (or slower than `timeoutMs`), each
  * instance paces itself at `fallbackRequestsPerSecond` and reports it once through `onError`.
  *
  * @example
