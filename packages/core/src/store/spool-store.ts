@@ -233,9 +233,14 @@ export function toSpoolError(error: unknown, file: string, doing: string): Meter
  * const { resend, expired, uncertain } = store.recover(Date.now());
  */
 export class SpoolStore extends QueueBackedStore implements DurableEventStore {
-  /** Row id of every event held (queued, handed out, recovered), by identity: the reporter passes back the objects it took. */
-  private readonly ids = new WeakMap<QueuedEvent, number>();
-  private readonly attempted = new WeakSet<QueuedEvent>();
+  /**
+   * Row id of every event held (queued, handed out, recovered), by identity: the reporter passes back
+   * the objects it took. A Map, not a WeakMap: every row leaves through `settle()` (or stays on disk at
+   * `close()`), and a WeakMap keyed by new objects costs report() its ephemeron write barrier and every
+   * scavenge a pass over the held keys.
+   */
+  private readonly ids = new Map<QueuedEvent, number>();
+  private readonly attempted = new Set<QueuedEvent>();
   private liveBytes = 0;
   private leftovers: Leftover[];
 
@@ -437,6 +442,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       const id = this.ids.get(event);
       if (id === undefined) continue;
       this.ids.delete(event);
+      this.attempted.delete(event);
       this.liveBytes -= rowBytes(event);
       this.pendingAttempts.delete(id);
       if (!this.pendingInserts.delete(id)) this.pendingDeletes.push(id);
