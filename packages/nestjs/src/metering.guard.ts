@@ -3,14 +3,10 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { CanActivate, ExecutionContext, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
-import type { GuardedRequest } from './meter-usage.interceptor';
+import { awaitPass, markPassed } from './guard-passes';
 
-/** Where a request being metered by the guard is found by the adapter's `status()`: on the framework's response. */
-const GUARDS_PASSED = Symbol('@metered/nestjs:guards-passed');
 /** Marks an HTTP adapter whose `status()` already records passes, so two modules wrap it once. */
 const WRAPPED = Symbol.for('@metered/nestjs:status-wrapped');
-
-type Carrier = { [GUARDS_PASSED]?: GuardedRequest };
 
 interface StatusAdapter {
   status(response: unknown, statusCode: number): unknown;
@@ -48,8 +44,7 @@ export class MeteringGuard implements CanActivate, OnModuleInit {
     // eslint-disable-next-line @typescript-eslint/unbound-method
     const status = adapter.status;
     adapter.status = function (this: StatusAdapter, response: unknown, statusCode: number): unknown {
-      const guarded = (response as Carrier | undefined)?.[GUARDS_PASSED];
-      if (guarded !== undefined) guarded.passed = true;
+      markPassed(response);
       return Reflect.apply(status, this, [response, statusCode]);
     };
     adapter[WRAPPED] = true;
@@ -58,8 +53,8 @@ export class MeteringGuard implements CanActivate, OnModuleInit {
   canActivate(context: ExecutionContext): true {
     if (context.getType() !== 'http') return true;
     const guarded = this.interceptor.meterFromGuard(context, this.recording);
-    // Read back by the adapter's status(), which Nest calls after the last guard, with this response.
-    if (guarded !== undefined && this.recording) (context.getArgByIndex<Carrier>(1))[GUARDS_PASSED] = guarded;
+    // Marked by the adapter's status(), which Nest calls after the last guard, with this response.
+    if (guarded !== undefined && this.recording) awaitPass(guarded.response, guarded);
     return true;
   }
 }

@@ -14,6 +14,7 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { MeteringModule, MeterUsageInterceptor } from '../src';
+import { awaitingPasses } from '../src/guard-passes';
 import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
 import { AiController, ClaimingMiddleware, DenyHeaderGuard, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
 
@@ -181,6 +182,8 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
         ['cus_bob', 'api_requests', '1'],
         ['cus_alice', 'api_requests', '1'],
       ]);
+      // Neither a rejected request nor a passed one is left waiting for its pass.
+      expect(awaitingPasses()).toBe(0);
     } finally {
       await app.close();
     }
