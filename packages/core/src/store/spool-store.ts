@@ -121,11 +121,11 @@ CREATE TABLE ledger (
 ) WITHOUT ROWID;
 `;
 
-const EVENT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?)';
+const EVENT_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?)';
 const CELL_PLACEHOLDERS = `(?, ?, ?, ${LEDGER_COLUMNS.map(() => '?, ?, ?').join(', ')})`;
 
 function insertEvents(rows: number): string {
-  return `INSERT INTO events VALUES ${Array.from({ length: rows }, () => EVENT_PLACEHOLDERS).join(', ')}`;
+  return `INSERT INTO events (id, identifier, event_name, customer_id, value, timestamp, dimensions) VALUES ${Array.from({ length: rows }, () => EVENT_PLACEHOLDERS).join(', ')}`;
 }
 
 function upsertCells(rows: number): string {
@@ -558,7 +558,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     let count = 0;
     for (const [id, event] of this.pendingInserts) {
       const dimensions = event.dimensions === undefined ? null : JSON.stringify(event.dimensions);
-      rows.push(id, event.identifier, event.eventName, event.customerId, event.value, event.timestamp, dimensions, this.pendingAttempts.get(id) ?? null);
+      rows.push(id, event.identifier, event.eventName, event.customerId, event.value, event.timestamp, dimensions);
       count += 1;
       if (count === ROWS_PER_STATEMENT) {
         this.runRows(this.inserts, insertEvents, count, rows);
@@ -566,15 +566,18 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       }
     }
     if (count > 0) this.runRows(this.inserts, insertEvents, count, rows);
-    // A batch is marked at one instant and its ids are mostly consecutive: one range update per run and instant.
-    const marks = new Map<number, number[]>();
-    for (const [id, at] of this.pendingAttempts) {
-      if (this.pendingInserts.has(id)) continue;
-      let ids = marks.get(at);
-      if (ids === undefined) marks.set(at, (ids = []));
-      ids.push(id);
+    // A batch is marked at one instant and its ids are mostly consecutive: one range update per run and
+    // instant, rows inserted above included (an attempt is committed at once, so those are rare: only
+    // while writes fail).
+    if (this.pendingAttempts.size > 0) {
+      const marks = new Map<number, number[]>();
+      for (const [id, at] of this.pendingAttempts) {
+        let ids = marks.get(at);
+        if (ids === undefined) marks.set(at, (ids = []));
+        ids.push(id);
+      }
+      for (const [at, ids] of marks) forEachRun(ids, (start, end) => this.markRange.run(at, start, end));
     }
-    for (const [at, ids] of marks) forEachRun(ids, (start, end) => this.markRange.run(at, start, end));
     // Settled rows are mostly consecutive ids: one range delete per run.
     if (this.pendingDeletes.length > 0) forEachRun(this.pendingDeletes, (start, end) => this.deleteRange.run(start, end));
     const cells: (number | string | bigint)[] = [];
