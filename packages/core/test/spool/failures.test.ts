@@ -155,6 +155,30 @@ describe('a transient write failure', () => {
     expect(again.recover(NOW).resend.map((e) => e.identifier)).toEqual(['evt_0', 'evt_1']);
     again.close();
   });
+
+  it('keeps the attempt marks made while writes failed: the rows reach the disk with them', () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate'] });
+    const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool') });
+    const internals = store as unknown as { writeAll: () => void };
+    const write = internals.writeAll;
+    let failing = true;
+    internals.writeAll = () => {
+      if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+      write();
+    };
+    const events = [event(0), event(1), event(2)];
+    for (const e of events) store.push(e);
+    store.markAttempted(store.take(2), NOW - 5_000);
+    failing = false;
+    jest.advanceTimersByTime(1000);
+    expect(store.durable).toBe(true);
+    store.close();
+    const again = SpoolStore.open({ path: store.path });
+    const { resend, uncertain } = again.recover(NOW + 23 * 3_600_000);
+    expect(uncertain.map((u) => [u.event.identifier, u.firstAttemptAt])).toEqual([['evt_0', NOW - 5_000], ['evt_1', NOW - 5_000]]);
+    expect(resend.map((e) => e.identifier)).toEqual(['evt_2']);
+    again.close();
+  });
 });
 
 describe('a missing better-sqlite3', () => {
