@@ -18,6 +18,8 @@ export const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
 const MOVE_SLICE = 5000;
 // Events per stream entry: a stream request's worth. One command per event cost more than the rest of delivery together.
 const EVENTS_PER_ENTRY = 100;
+// Most stream entries flush() counts for the `pending` it returns at its deadline.
+const PENDING_COUNT_LIMIT = 1000;
 // Entries per read of this consumer's own pending list (after a read whose answer was lost).
 const OWN_PENDING_PAGE = 100;
 
@@ -336,20 +338,23 @@ export class RedisEventStore implements DurableEventStore {
   async waitUntilSettled(timeoutMs: number, sleep: (ms: number) => Promise<void>): Promise<{ settled: boolean; pending: number }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const pending = await this.pendingUpTo();
-      if (pending === 0) return { settled: true, pending: 0 };
-      if (Date.now() >= deadline) return { settled: false, pending };
+      // Each poll only asks whether anything is left (one entry at most): the count is read once, at the deadline.
+      if ((await this.pendingUpTo(1)) === 0) return { settled: true, pending: 0 };
+      if (Date.now() >= deadline) {
+        const pending = await this.pendingUpTo(PENDING_COUNT_LIMIT);
+        return pending === 0 ? { settled: true, pending: 0 } : { settled: false, pending };
+      }
       await sleep(Math.min(20, Math.max(1, deadline - Date.now())));
     }
   }
 
-  // Local events, plus (as far as Redis can say right now) stream entries up to the last one this instance added.
-  private async pendingUpTo(): Promise<number> {
+  // Local events, plus (as far as Redis can say right now, up to `limit`) stream entries up to the last one this instance added.
+  private async pendingUpTo(limit: number): Promise<number> {
     this.scheduleMove();
     const local = this.local.size + this.inTransit;
     if (!this.ready || this.lastAddedId === undefined) return local + (this.ready ? 0 : this.prefetched.length + this.entryIds.size);
     try {
-      const older = (await this.redis.call('XRANGE', this.keys.stream, '-', this.lastAddedId, 'COUNT', 1000)) as unknown[];
+      const older = (await this.redis.call('XRANGE', this.keys.stream, '-', this.lastAddedId, 'COUNT', limit)) as unknown[];
       return local + older.length;
     } catch {
       return local + 1;
