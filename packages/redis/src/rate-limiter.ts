@@ -156,8 +156,15 @@ export class RedisRateLimiter implements RequestLimiter {
         this.waiting -= 1;
       }
       if (wait === undefined) return this.fallback.acquire(signal);
-      // Tokens arrived (for this call and the others that waited on the same trip): the loop takes one, if any is left.
-      if (wait > 0) await delay(wait, undefined, { ref: false, signal });
+      if (wait === 0) {
+        // Tokens arrived for this call and the others that waited on the same trip: one each while they last, whatever the clock says.
+        if (this.allowance > 0) {
+          this.allowance -= 1;
+          return;
+        }
+        continue;
+      }
+      await delay(wait, undefined, { ref: false, signal });
     }
   }
 
