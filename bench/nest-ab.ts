@@ -1,0 +1,70 @@
+// Nest servers head to head, simultaneous rounds: what metering costs on its own, and what a change pays.
+//
+//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR]
+//
+// Each A:B pair names two servers of bench/roles/nest-server.ts and prints B ÷ A throughput (median of
+// the simultaneous rounds, each round's ratio, and each one's CPU per request). Names: bare, noop-guard,
+// noop-interceptor, metered, metered-no-delivery (report() only counts: the adapter's own cost, without
+// the reporter); `before` and `before-no-delivery` are the same two metered variants with the
+// @metered/nestjs built in DIR (a directory whose node_modules holds that build, e.g. the committed
+// code before a change, with @nestjs/* and @metered/core linked to this checkout's).
+//
+// e.g. bare:metered-no-delivery bare:metered before:metered
+import { placement, pinTools } from './lib/placement';
+import { Child } from './lib/proc';
+import { simultaneous } from './lib/simultaneous';
+import { median } from './lib/stats';
+import type { FakeReady } from './roles/fake-stripe';
+import type { ServerReady } from './roles/shared';
+
+const CONNECTIONS = 5;
+const WARMUP_SECONDS = 8;
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? undefined : args[i + 1];
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const kind = args[0];
+  if (kind !== 'nest-express' && kind !== 'nest-fastify') throw new Error('usage: nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...]');
+  const pairs = args.slice(1).filter((arg) => arg.includes(':')).map((arg) => arg.split(':') as [string, string]);
+  const rounds = Number(option(args, 'rounds') ?? 6);
+  const seconds = Number(option(args, 'seconds') ?? 3);
+  const before = option(args, 'before');
+  pinTools();
+  const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
+  const servers = new Map<string, Child<ServerReady>>();
+  const server = async (name: string): Promise<Child<ServerReady>> => {
+    const running = servers.get(name);
+    if (running !== undefined) return running;
+    const old = name === 'before' || name.startsWith('before-');
+    if (old && before === undefined) throw new Error(`${name} needs --before DIR`);
+    const variant = old ? name.replace(/^before/, 'metered') : name;
+    const started = await Child.start<ServerReady>('roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom: old ? before : undefined } });
+    servers.set(name, started);
+    return started;
+  };
+  console.log(`${kind}: ${rounds} simultaneous rounds of ${seconds} s, ${CONNECTIONS} connections each; ${placement.describe}`);
+  for (const [aName, bName] of pairs) {
+    const a = await server(aName);
+    const b = await server(bName);
+    // A fresh server next to one that is already warm: JIT and pools need several seconds under load.
+    await simultaneous(a, b, CONNECTIONS, WARMUP_SECONDS);
+    const ratios: number[] = [];
+    const cpu: Array<[number, number]> = [];
+    for (let i = 0; i < rounds; i += 1) {
+      const round = await simultaneous(a, b, CONNECTIONS, seconds);
+      ratios.push(round.b.rps / round.a.rps);
+      cpu.push([round.a.cpuUs, round.b.cpuUs]);
+      await fake.call('reset');
+    }
+    const each = ratios.map((ratio) => ratio.toFixed(3)).join(' ');
+    console.log(`${bName} ÷ ${aName}: ${median(ratios).toFixed(3)}× (rounds: ${each})   CPU/request ${median(cpu.map((c) => c[0])).toFixed(1)} → ${median(cpu.map((c) => c[1])).toFixed(1)} µs`);
+  }
+  for (const running of servers.values()) await running.stop();
+  await fake.stop();
+}
+
+void main();
