@@ -18,8 +18,9 @@ export type SpoolDurability = 'event' | 'turn';
 
 /**
  * SQLite's `synchronous` setting in WAL mode: what a power loss or OS crash (not a process crash) costs.
- * - `'normal'`: commits are written to the OS but fsynced only at checkpoints; a power loss can
- *   roll back the commits since the last checkpoint (the file stays consistent).
+ * - `'normal'`: commits are written to the OS and fsynced only every 128th commit and at
+ *   checkpoints; a power loss can roll back the commits since the last fsync, at most 127 (the file
+ *   stays consistent).
  * - `'full'`: every commit is fsynced before it returns; a power loss loses no committed row.
  */
 export type SpoolSynchronous = 'normal' | 'full';
