@@ -144,39 +144,13 @@ describe('SpoolStore as an event store', () => {
   });
 
   it.each(['event', 'turn'] as const)("fsyncs the log at every 128th commit ('%s'): with synchronous 'normal' a power loss costs at most the commits since", (durability) => {
-    const store = open({ durability });
-    // Seen from inside each commit: SQLite's own synchronous setting while it writes (2 = FULL: the log is fsynced).
-    const internals = store as unknown as { writeAll: () => void; db: { pragma(sql: string, options: { simple: true }): number } };
-    const write = internals.writeAll;
-    const levels: number[] = [];
-    internals.writeAll = () => {
-      levels.push(internals.db.pragma('synchronous', { simple: true }));
-      write();
-    };
     // One event a commit, the smallest commit there is.
-    for (let i = 0; i < 300; i += 1) {
-      store.push(event(i, { identifier: `evt_${i}` }));
-      store.commit();
-    }
+    const levels = syncLevels(open({ durability }), 300);
     expect(levels).toHaveLength(300);
     expect(levels.flatMap((level, i) => (level === 2 ? [i + 1] : []))).toEqual([128, 256]);
     expect(levels.filter((level) => level !== 1 && level !== 2)).toEqual([]);
-    store.close();
     // 'full' fsyncs every commit already: nothing to add.
-    const full = open({ durability, synchronous: 'full' });
-    const fullInternals = full as unknown as typeof internals;
-    const fullWrite = fullInternals.writeAll;
-    const fullLevels: number[] = [];
-    fullInternals.writeAll = () => {
-      fullLevels.push(fullInternals.db.pragma('synchronous', { simple: true }));
-      fullWrite();
-    };
-    for (let i = 0; i < 130; i += 1) {
-      full.push(event(i, { identifier: `evt_${i}` }));
-      full.commit();
-    }
-    expect(new Set(fullLevels)).toEqual(new Set([2]));
-    full.close();
+    expect(new Set(syncLevels(open({ durability, synchronous: 'full' }), 130))).toEqual(new Set([2]));
   });
 
   it('reports full by estimated row bytes against maxBytes, and has room again once rows settle', () => {
@@ -229,4 +203,21 @@ describe('MemoryDurableStore', () => {
 /** Rows committed to the spool, read through its own connection (a second one would be locked out). */
 function rowCount(store: SpoolStore): number {
   return ((store as unknown as { db: { prepare(sql: string): { get(): { n: number } } } }).db.prepare('SELECT count(*) AS n FROM events').get()).n;
+}
+
+/** SQLite's synchronous level (1 NORMAL, 2 FULL: the log fsynced) inside each of `commits` one-event commits, read through the store's own connection; closes the store. */
+function syncLevels(store: SpoolStore, commits: number): number[] {
+  const internals = store as unknown as { writeAll: () => void; db: { pragma(sql: string, options: { simple: true }): number } };
+  const write = internals.writeAll;
+  const levels: number[] = [];
+  internals.writeAll = () => {
+    levels.push(internals.db.pragma('synchronous', { simple: true }));
+    write();
+  };
+  for (let i = 0; i < commits; i += 1) {
+    store.push(event(i, { identifier: `evt_${i}` }));
+    store.commit();
+  }
+  store.close();
+  return levels;
 }
