@@ -39,6 +39,7 @@ export {
   setRequestUsage,
   skipRequestMetering,
   getRequestUsage,
+  requestUsageOf,
   defaultCustomerId,
   identifierFromIdempotencyKey,
   withTimeout,
@@ -49,7 +50,7 @@ export { METRICS_SCOPE } from './metrics/metrics';
 export { MAX_AGGREGATE_WINDOW_MS, DEFAULT_AGGREGATE_GRACE_MS } from './aggregate/options';
 export type { RequestUsageEvent, RequestEventsContext } from './request-events';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
-export { meterRequest, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
+export { meterRequest, meterRequestNow, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
 export type { RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from './adapter-kit';
 export { whenResponseDone, whenHandlerEnds } from './response-end';
 export {

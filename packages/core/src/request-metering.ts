@@ -8,7 +8,11 @@ export const METERING_STATE = Symbol.for('@metered/request-state');
 
 /** What a request carries about its own metering. */
 export interface RequestMeteringState {
-  /** Set once an adapter has taken charge of metering this request: exactly one event per request. */
+  /**
+   * True once an adapter has taken charge of metering this request: exactly one event per request.
+   * Kept in the claim registry (below) and reported here by `getRequestUsage()`; a state marked so
+   * by an older copy of this package is still honoured.
+   */
   claimed?: boolean;
   /** A value set by the handler (e.g. tokens known only at the end); wins over configured values. */
   value?: number | bigint | string;
@@ -28,22 +32,35 @@ function stateOf(req: object): RequestMeteringState {
   let state = holder[METERING_STATE];
   if (state === undefined) {
     state = {};
-    // A plain assignment, not defineProperty: this runs on every request, and defineProperty on a
-    // Node request costs ~0.6 µs against ~0.01 µs (docs/BENCHMARKS.md). A symbol key stays out of
-    // Object.keys, for…in and JSON all the same.
+    // A plain assignment, not defineProperty: defineProperty on a Node request costs ~0.6 µs
+    // against ~0.01 µs (docs/BENCHMARKS.md). A symbol key stays out of Object.keys, for…in and
+    // JSON all the same. Only a handler or a route's options get here, not every request.
     holder[METERING_STATE] = state;
   }
   return state;
 }
 
 /**
+ * The requests an adapter has taken charge of, shared by every copy of this package in the process
+ * (a global registry key, as `Symbol.for` is). A table beside the request rather than a property on
+ * it: Express swaps the prototypes of req and res on every request and each request ends up with
+ * an object map of its own, so a property added to one costs V8 a new map. Under callgrind
+ * (single-threaded Node, 3,000 keep-alive requests of an Express hello world), claiming through
+ * the property added ~88,000 instructions per request to a ~690,000 one; through a weak table it
+ * was within run-to-run noise (bench/NOTES.md).
+ */
+const CLAIMS_KEY = Symbol.for('@metered/claimed-requests');
+const claims: WeakSet<object> = ((globalThis as { [CLAIMS_KEY]?: WeakSet<object> })[CLAIMS_KEY] ??= new WeakSet<object>());
+
+/**
  * Takes charge of metering `req`. Returns true for the first caller only, so that a middleware
  * mounted twice, or Express middleware plus a Nest interceptor, still emit one event.
  */
 export function claimRequest(req: object): boolean {
-  const state = stateOf(req);
-  if (state.claimed === true) return false;
-  state.claimed = true;
+  if (claims.has(req)) return false;
+  // A claim made by an older copy of this package, which marked the request's own state.
+  if ((req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE]?.claimed === true) return false;
+  claims.add(req);
   return true;
 }
 
@@ -79,10 +96,22 @@ export function skipRequestMetering(req: object): void {
   stateOf(req).skip = true;
 }
 
-/** The metering state of `req` as set so far (a copy). */
+const NO_USAGE: Readonly<RequestMeteringState> = Object.freeze({});
+
+/**
+ * The metering state of `req` as set so far, itself rather than a copy (or an empty one): for an
+ * adapter's `usage()`, which core reads once, at once. Saves an object per request.
+ */
+export function requestUsageOf(req: object): Readonly<RequestMeteringState> {
+  return (req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE] ?? NO_USAGE;
+}
+
+/** The metering state of `req` as set so far (a copy), `claimed` included. */
 export function getRequestUsage(req: object): Readonly<RequestMeteringState> {
   const state = (req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE];
-  return state === undefined ? {} : { ...state };
+  const claimed = claims.has(req);
+  if (state === undefined) return claimed ? { claimed: true } : {};
+  return claimed ? { ...state, claimed: true } : { ...state };
 }
 
 /**

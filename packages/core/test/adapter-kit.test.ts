@@ -1,5 +1,5 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { MeterAdapterError, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, setRequestUsage } from '@metered/core';
+import { METERING_STATE, MeterAdapterError, claimRequest, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 
 interface FakeRequest {
@@ -126,6 +126,58 @@ describe('meterRequest', () => {
     const throwing = { ...adapter, reporter: { ...adapter.reporter, handleError: () => { throw new Error('hook broke'); } } };
     await expect(meterRequest(throwing, request(), Date.now(), 'completed')).resolves.toBe('error');
     expect(lines).toEqual(['Could not meter GET /x: the billIf failed: bad predicate (and handleError threw: hook broke)']);
+  });
+});
+
+describe('claimRequest', () => {
+  it('gives a request to its first caller only, without a property on the request, and getRequestUsage() says so', () => {
+    const req = {};
+    expect(claimRequest(req)).toBe(true);
+    expect(claimRequest(req)).toBe(false);
+    expect(Object.getOwnPropertySymbols(req)).toEqual([]);
+    expect(getRequestUsage(req)).toEqual({ claimed: true });
+    setRequestUsage(req, { value: 3 });
+    expect(getRequestUsage(req)).toEqual({ claimed: true, value: 3 });
+    expect(requestUsageOf(req)).toEqual({ value: 3 });
+    expect(getRequestUsage({})).toEqual({});
+  });
+
+  it('is shared with every copy of core in the process, and honours a claim an older copy marked on the request', () => {
+    const registry = (globalThis as Record<symbol, unknown>)[Symbol.for('@metered/claimed-requests')] as WeakSet<object>;
+    const req = {};
+    registry.add(req);
+    expect(claimRequest(req)).toBe(false);
+    const older = { [METERING_STATE]: { claimed: true } };
+    expect(claimRequest(older)).toBe(false);
+  });
+});
+
+describe('meterRequestNow', () => {
+  it('settles at once, without a promise, when every answer is synchronous', () => {
+    const { adapter, reported } = adapterWith();
+    expect(meterRequestNow(adapter, request(), 1_700_000_000_000, 'completed')).toBe('metered');
+    expect(reported).toEqual([expect.objectContaining({ customerId: 'cus_1', timestamp: 1_700_000_000_000 })]);
+    expect(meterRequestNow({ ...adapter, billIf: () => false }, request(), Date.now(), 'completed')).toBe('notBillable');
+  });
+
+  it('reports a synchronous failure at once, as an error outcome', () => {
+    const { adapter, errors } = adapterWith({ customer: () => { throw new Error('no session'); } });
+    expect(meterRequestNow(adapter, request(), Date.now(), 'completed')).toBe('error');
+    expect(errors[0]!.message).toBe('Could not meter GET /x: the customer resolver failed: no session');
+  });
+
+  it('continues after each asynchronous answer with its value, and names a rejected one', async () => {
+    const { adapter, reported } = adapterWith({ customer: () => Promise.resolve('cus_async'), value: () => Promise.resolve(3) });
+    const pending = meterRequestNow(adapter, request(), Date.now(), 'completed');
+    expect(pending).toBeInstanceOf(Promise);
+    expect(reported).toEqual([]);
+    await expect(pending).resolves.toBe('metered');
+    expect(reported).toEqual([expect.objectContaining({ customerId: 'cus_async', value: 3 })]);
+
+    const failing = adapterWith({ eventName: () => Promise.reject(new Error('lookup failed')) });
+    await expect(meterRequestNow(failing.adapter, request(), Date.now(), 'completed')).resolves.toBe('error');
+    expect(failing.errors[0]!.message).toBe('Could not meter GET /x: the eventName resolver failed: lookup failed');
+    expect(failing.reported).toEqual([]);
   });
 });
 
