@@ -1,26 +1,120 @@
 // When a Node response is over, and when its handler ends it: the two events every adapter bills on.
 import { AsyncResource } from 'node:async_hooks';
-import type { ServerResponse } from 'node:http';
+import { subscribe } from 'node:diagnostics_channel';
+import { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** One response someone waits on: its callback, in the async context it was registered in, run once. */
+interface Watch {
+  readonly res: ServerResponse;
+  readonly done: () => void;
+  readonly context: AsyncResource;
+  fired: boolean;
+  /** The responses still pending on the same connection, this one among them, while it is. */
+  pending: Watch[] | undefined;
+}
+
+// Private to this copy of core (not Symbol.for): another copy keeps its own watches and its own subscriber.
+const PENDING = Symbol('metered.pendingResponses');
+
+/** A connection of Node's HTTP/1 server: it has a parser (internal to Node, read only to tell it apart). */
+type ServerSocket = Socket & { parser?: unknown; [PENDING]?: Watch[] };
+
+function fire(watch: Watch): void {
+  if (watch.fired) return;
+  watch.fired = true;
+  const pending = watch.pending;
+  if (pending !== undefined) {
+    watch.pending = undefined;
+    const at = pending.indexOf(watch);
+    if (at !== -1) pending.splice(at, 1);
+  }
+  try {
+    watch.context.runInAsyncScope(watch.done);
+  } catch {
+    // Adapters' callbacks never throw (metering failures go to onError); were one to, it must not
+    // escape into Node's HTTP code or keep the connection's other responses from being called.
+  }
+}
+
+let subscribed = false;
 
 /**
- * Calls `done` once, when the response is over: sent, or abandoned by the client. Written here
- * rather than with on-finished: on Node ≥ 20 a ServerResponse always emits 'close' (after 'finish',
- * or when the connection goes), so one listener is enough, where on-finished puts four on the
- * response and its socket and takes them off again. That was ~14 µs of the ~50 µs metering added to
- * each request of the Express hello-world benchmark, by CPU profile (docs/BENCHMARKS.md). `done`
- * runs in the request's async context, as on-finished's callbacks do (AsyncLocalStorage users).
+ * Node's HTTP server publishes every response it finishes on this channel (once per response, from
+ * its own 'finish' listener), so a response it serves needs no listener of ours: one subscriber per
+ * process finds the response's watch among those of its connection (one, unless pipelined). Nothing
+ * is written on the response itself: Express gives every request and response a map of its own, so
+ * each property added to one costs V8 a new map (a copy of its ~30 descriptors). The callback runs
+ * on the next tick, as 'close' would have: after every other 'finish' listener, before 'close'.
+ */
+function onResponseFinish(message: unknown): void {
+  const { response, socket } = message as { response?: ServerResponse; socket?: ServerSocket };
+  const pending = socket?.[PENDING];
+  if (pending === undefined) return;
+  for (const watch of pending) {
+    if (watch.res === response) {
+      process.nextTick(fire, watch);
+      return;
+    }
+  }
+}
+
+/** The connection's own 'close': every response still pending on it is over, its client gone. */
+function onConnectionClose(this: ServerSocket): void {
+  const pending = this[PENDING];
+  if (pending === undefined) return;
+  for (const watch of [...pending]) fire(watch);
+}
+
+/**
+ * The responses pending on `res`'s connection when Node's HTTP/1 server serves it (finished
+ * responses then come from the diagnostics channel, one listener per connection catches the client
+ * leaving first), or undefined for anything else: HTTP/2's compatibility layer, a response built by
+ * a test harness or another server, a pipelined response waiting for the connection.
+ */
+function pendingOnConnection(res: ServerResponse): Watch[] | undefined {
+  if (!(res instanceof ServerResponse)) return undefined;
+  const socket: ServerSocket | null = res.socket;
+  if (socket === null || socket.parser === undefined || socket.parser === null) return undefined;
+  let pending = socket[PENDING];
+  if (pending === undefined) {
+    pending = [];
+    socket[PENDING] = pending;
+    socket.once('close', onConnectionClose);
+  }
+  return pending;
+}
+
+/**
+ * Calls `done` once, when the response is over: sent, or abandoned by the client. On Node ≥ 20 a
+ * ServerResponse always emits 'close' (after 'finish', or when the connection goes), and that is
+ * what this used to listen to; a response of Node's own HTTP/1 server is now watched with no
+ * listener of its own (the server's finish channel, plus one 'close' listener per connection), a
+ * listener per response costing more than everything else this does per request. Anything else
+ * (HTTP/2, a response no Node server manages) still gets the one 'close' listener. `done` runs in
+ * the request's async context, as on-finished's callbacks do (AsyncLocalStorage users).
  *
  * @example
  * whenResponseDone(res, () => bill(req, res));
  */
 export function whenResponseDone(res: ServerResponse, done: () => void): void {
-  const context = new AsyncResource('metered.response');
-  const fire = (): void => {
-    context.runInAsyncScope(done);
-  };
+  const watch: Watch = { res, done, context: new AsyncResource('metered.response'), fired: false, pending: undefined };
   // A response whose connection is already gone emits no more 'close'.
-  if (res.closed || res.socket?.destroyed === true) setImmediate(fire);
-  else res.once('close', fire);
+  if (res.closed || res.socket?.destroyed === true) {
+    setImmediate(fire, watch);
+    return;
+  }
+  const pending = pendingOnConnection(res);
+  if (pending === undefined) {
+    res.once('close', () => fire(watch));
+    return;
+  }
+  if (!subscribed) {
+    subscribe('http.server.response.finish', onResponseFinish);
+    subscribed = true;
+  }
+  watch.pending = pending;
+  pending.push(watch);
 }
 
 /**
