@@ -1,6 +1,10 @@
-// Child processes of the benchmarks: spawn a TypeScript entry, optionally pinned to CPUs, and call it over IPC.
+// Child processes of the benchmarks: spawn a role, optionally pinned to CPUs, and call it over IPC.
+// A role runs as JS compiled by tsc under plain node, as an app runs in production: under tsx's loader,
+// esbuild rewrites every ESM file that CJS code requires (all of Nest 12), which costs Nest's request
+// path time it does not spend in production (NOTES.md, "tsx vs compiled roles").
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 interface CallMessage {
@@ -25,7 +29,18 @@ type FromChild = ReplyMessage | ReadyMessage;
 const CONFIG_ENV = 'METERED_BENCH_CONFIG';
 const STOP_TIMEOUT_MS = 15_000;
 
+/** bench/, whether this file runs from its source (bench/lib) or from the build (bench/dist/lib). */
+const BENCH = __filename.endsWith('.js') ? path.join(__dirname, '..', '..') : path.join(__dirname, '..');
+/** The roles compiled by tsc (gitignored, as every dist/). */
+const BUILD = path.join(BENCH, 'dist');
+const BUILD_CONFIG = path.join(BENCH, 'tsconfig.build.json');
+/** Written after a build: sources older than it need none. */
+const BUILD_STAMP = path.join(BUILD, '.built');
+/** What the roles import: tsconfig.build.json compiles roles/*.ts and their imports, all under these. */
+const BUILD_SOURCES = ['roles', 'lib', 'scenarios'];
+
 let tasksetWorks: boolean | undefined;
+let buildChecked = false;
 
 /** Whether CPU pinning is available here (taskset from util-linux, and a kernel that lets us use it). */
 export function canPin(): boolean {
@@ -45,6 +60,39 @@ export function pinSelf(cpus: string): void {
   if (canPin()) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
 }
 
+function newestSource(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) latest = Math.max(latest, newestSource(full));
+    else if (entry.name.endsWith('.ts')) latest = Math.max(latest, statSync(full).mtimeMs);
+  }
+  return latest;
+}
+
+/**
+ * Compiles the roles into bench/dist with tsc, once per process and only when a source is newer than
+ * the last build. Emit only (--noCheck): like tsx, a type error does not stop the bench; `npm run
+ * typecheck` is where the bench's types are checked.
+ */
+export function buildRoles(): void {
+  if (buildChecked) return;
+  const stamp = existsSync(BUILD_STAMP) ? statSync(BUILD_STAMP).mtimeMs : 0;
+  const newest = Math.max(statSync(BUILD_CONFIG).mtimeMs, ...BUILD_SOURCES.map((dir) => newestSource(path.join(BENCH, dir))));
+  if (newest >= stamp) {
+    const tsc = require.resolve('typescript/bin/tsc');
+    execFileSync(process.execPath, [tsc, '-p', BUILD_CONFIG, '--noCheck'], { stdio: 'inherit' });
+    writeFileSync(BUILD_STAMP, `${new Date().toISOString()}\n`);
+  }
+  buildChecked = true;
+}
+
+/** The compiled file of `entry` (a .ts path relative to bench/), built first if needed. */
+function compiled(entry: string): string {
+  buildRoles();
+  return path.join(BUILD, entry.replace(/\.ts$/, '.js'));
+}
+
 export interface ChildOptions {
   /** What the child reads with `childConfig()`. */
   config?: unknown;
@@ -54,6 +102,11 @@ export interface ChildOptions {
   nodeFlags?: readonly string[];
   /** Working directory (where --cpu-prof writes its profile). */
   cwd?: string;
+  /**
+   * `node` (the default): the role's tsc build under plain node. `tsx`: the TypeScript source under
+   * the same loader as this process (only to compare the two; see NOTES.md).
+   */
+  runtime?: 'node' | 'tsx';
 }
 
 /** A benchmark role running in its own process. */
@@ -87,12 +140,13 @@ export class Child<Ready = unknown> {
   }
 
   /**
-   * Starts `entry` (a path relative to bench/) under the same TypeScript loader as this process and
-   * resolves once the child has said it is ready.
+   * Starts `entry` (a .ts path relative to bench/) and resolves once the child has said it is ready.
+   * The child gets `nodeFlags` only, not this process's flags (tsx's loader), unless `runtime` is `tsx`.
    */
   static start<Ready>(entry: string, options: ChildOptions = {}): Promise<Child<Ready>> {
-    const file = path.join(__dirname, '..', entry);
-    const node = [...process.execArgv, ...(options.nodeFlags ?? []), file];
+    const tsx = options.runtime === 'tsx';
+    const file = tsx ? path.join(BENCH, entry) : compiled(entry);
+    const node = [...(tsx ? process.execArgv : []), ...(options.nodeFlags ?? []), file];
     const pinned = options.cpus !== undefined && canPin();
     // Through taskset, so that every thread Node starts (libuv pool, GC helpers) is born pinned.
     const proc = pinned
