@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -12,7 +12,6 @@ import type { RouteMetering } from './meter-usage.decorator';
 import { forgetPass } from './guard-passes';
 import { InFlight } from './in-flight';
 import type { InFlightEntry } from './in-flight';
-import { watchResponse } from './response-watch';
 import { RouteCache } from './route-cache';
 import { resolveRouteMeters, staticMeters } from './route-meters';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
@@ -206,7 +205,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
         arrivedAt: Date.now(),
         entry: this.inFlight.begin(),
       };
-      watchResponse(rawRequest, rawResponse, () => this.guardedResponseDone(guarded));
+      whenResponseDone(rawResponse, () => this.guardedResponseDone(guarded));
       return guarded;
     } catch (error) {
       this.logger.error(`Could not watch a request to ${context.getClass().name}.${context.getHandler().name}: ${error instanceof Error ? error.message : String(error)}`);

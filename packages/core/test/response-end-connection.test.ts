@@ -1,10 +1,10 @@
-// watchResponse: the end of a response from Node's diagnostics channel and one listener per connection.
+// whenResponseDone on Node's HTTP server: the end of a response from Node's diagnostics channel and one listener per connection (keep-alive, clients leaving).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { watchResponse } from '../src/response-watch';
+import { whenResponseDone } from '../src/response-end';
 
 interface Seen {
   ended: boolean;
@@ -20,7 +20,7 @@ async function startServer(respond: (req: IncomingMessage, res: ServerResponse) 
   const server = http.createServer((req, res) => {
     sockets.add(req.socket);
     storage.run(req.url ?? '', () => {
-      watchResponse(req, res, () => {
+      whenResponseDone(res, () => {
         seen.push({ ended: res.writableEnded, store: storage.getStore() });
         done.emit('done');
       });
@@ -49,7 +49,7 @@ async function waitFor(condition: () => boolean, done: EventEmitter): Promise<vo
   while (!condition()) await once(done, 'done');
 }
 
-describe('watchResponse', () => {
+describe('whenResponseDone on a connection', () => {
   it('calls done once per finished response, in its request context, with one close listener per keep-alive connection', async () => {
     const { server, url, seen, sockets, done } = await startServer((_req, res) => res.end('ok'));
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -101,14 +101,5 @@ describe('watchResponse', () => {
       server.closeAllConnections();
       server.close();
     }
-  });
-
-  it("falls back to a listener on a response that is not Node's", () => {
-    const fake = Object.assign(new EventEmitter(), { closed: false }) as unknown as ServerResponse;
-    const calls: string[] = [];
-    watchResponse({ socket: null } as unknown as IncomingMessage, fake, () => calls.push('done'));
-    expect(calls).toEqual([]);
-    (fake as unknown as EventEmitter).emit('close');
-    expect(calls).toEqual(['done']);
   });
 });
