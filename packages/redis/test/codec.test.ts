@@ -25,7 +25,7 @@ describe('entry codec', () => {
   });
 
   it('decoded events have the shape core gives a reported one (dimensions always, account only when set)', () => {
-    const [plain, withAccount] = roundTrip([event(0), { ...event(1), account: 'acct_1' } as QueuedEvent])!;
+    const [plain, withAccount] = roundTrip([event(0), { ...event(1), account: 'acct_1' }])!;
     expect(Object.keys(plain!)).toEqual(['eventName', 'customerId', 'value', 'timestamp', 'identifier', 'dimensions', 'seq']);
     expect(Object.keys(withAccount!)).toEqual(['eventName', 'customerId', 'value', 'timestamp', 'identifier', 'dimensions', 'seq', 'account']);
   });
