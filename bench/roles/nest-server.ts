@@ -5,8 +5,9 @@
 // cost, without the reporter's intake and delivery. `nestjsFrom` (a directory whose node_modules holds
 // another build of @metered/nestjs and @metered/core, e.g. the committed code before a change) meters
 // with that build instead, so that a change is measured head to head against what it replaces.
-// Runs under tsx, which does not emit decorator metadata: the controllers take no constructor
-// parameters, and @metered/nestjs comes from its tsc-built dist, which carries its own metadata.
+// Compiled by tsc with decorator metadata, like every role (bench/lib/proc.ts); the controllers still
+// take no constructor parameters, so the file also runs under tsx's loader (`runtime: 'tsx'`), which
+// emits none. @metered/nestjs comes from its tsc-built dist, which carries its own metadata.
 import 'reflect-metadata';
 import { createRequire } from 'node:module';
 import path from 'node:path';
