@@ -1,33 +1,18 @@
 // Pre-aggregation of sum meters: exact sums per customer × meter × window, stable fold identifiers, refused for non-sum meters.
 import { MeterConfigError, MeterReporter } from '@metered/core';
-import { startFakeStripe } from '@metered/testing';
-import type { FakeStripe } from '@metered/testing';
-import { closeReporters, expectInvariant, reporterFor, until } from './helpers';
+import { expectInvariant, reporterFor, until, useFake } from './helpers';
 
-let fake: FakeStripe;
-
-beforeAll(async () => {
-  fake = await startFakeStripe({ meters: ['api_requests', 'tokens', { event_name: 'seats', formula: 'last' }, 'unfolded'] });
-});
-afterAll(async () => {
-  await fake.close();
-});
-beforeEach(() => {
-  fake.reset();
-});
-afterEach(async () => {
-  await closeReporters();
-});
+const stripe = useFake({ meters: ['api_requests', 'tokens', { event_name: 'seats', formula: 'last' }, 'unfolded'] });
 
 const HOUR = 3_600_000;
 
 function streamRequests(): number {
-  return fake.requests().filter((r) => r.endpoint === 'meter_event_stream').length;
+  return stripe.fake.requests().filter((r) => r.endpoint === 'meter_event_stream').length;
 }
 
 describe('aggregate', () => {
   it('folds events per customer and meter into one event each, with values summed exactly', async () => {
-    const { reporter, recorded } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum', tokens: 'sum' } } });
+    const { reporter, recorded } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum', tokens: 'sum' } } });
     let expectedTokens = 0;
     for (let i = 0; i < 1000; i += 1) {
       reporter.report({ eventName: 'api_requests', customerId: i % 2 === 0 ? 'cus_a' : 'cus_b' });
@@ -36,29 +21,29 @@ describe('aggregate', () => {
     }
     reporter.report({ eventName: 'unfolded', customerId: 'cus_a', value: 2 });
     await reporter.flush();
-    expect(fake.totals()).toEqual({ cus_a: { api_requests: 500, tokens: expectedTokens, unfolded: 2 }, cus_b: { api_requests: 500 } });
+    expect(stripe.fake.totals()).toEqual({ cus_a: { api_requests: 500, tokens: expectedTokens, unfolded: 2 }, cus_b: { api_requests: 500 } });
     // Three folds and the one unfolded event, where 2001 events went in.
-    expect(fake.events()).toHaveLength(4);
+    expect(stripe.fake.events()).toHaveLength(4);
     expect(streamRequests()).toBe(1);
     expect(recorded.errors).toEqual([]);
     expectInvariant(reporter.stats());
   });
 
   it('sums digit strings exactly with BigInt, and splits a fold rather than send more than 15 significant digits', async () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { tokens: 'sum' } } });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { tokens: 'sum' } } });
     reporter.report({ eventName: 'tokens', customerId: 'cus_big', value: '999999999999999' });
     reporter.report({ eventName: 'tokens', customerId: 'cus_big', value: '1' });
     // 10^15 has one significant digit: still one event.
     reporter.report({ eventName: 'tokens', customerId: 'cus_split', value: '999999999999999' });
     reporter.report({ eventName: 'tokens', customerId: 'cus_split', value: 2n });
     await reporter.flush();
-    expect(fake.exactTotals()).toEqual({ cus_big: { tokens: 1_000_000_000_000_000n }, cus_split: { tokens: 1_000_000_000_000_001n } });
-    const values = fake.events().map((e) => [e.customer, e.value]).sort();
+    expect(stripe.fake.exactTotals()).toEqual({ cus_big: { tokens: 1_000_000_000_000_000n }, cus_split: { tokens: 1_000_000_000_000_001n } });
+    const values = stripe.fake.events().map((e) => [e.customer, e.value]).sort();
     expect(values).toEqual([['cus_big', '1000000000000000'], ['cus_split', '2'], ['cus_split', '999999999999999']]);
   });
 
   it('keeps dimensions and windows apart, and dates each fold inside its window', async () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: 60_000, meters: { api_requests: 'sum' } } });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: 60_000, meters: { api_requests: 'sum' } } });
     const now = Date.now();
     const windowStart = Math.floor(now / 60_000) * 60_000;
     reporter.report({ eventName: 'api_requests', customerId: 'cus_a', timestamp: now });
@@ -66,7 +51,7 @@ describe('aggregate', () => {
     reporter.report({ eventName: 'api_requests', customerId: 'cus_a', timestamp: windowStart - 1 });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_a', timestamp: windowStart - 2 });
     await reporter.flush();
-    const events = fake.events();
+    const events = stripe.fake.events();
     expect(events).toHaveLength(3);
     const previous = events.find((e) => e.value === '2')!;
     expect(Date.parse(previous.timestamp)).toBe(windowStart - 2);
@@ -74,42 +59,42 @@ describe('aggregate', () => {
   });
 
   it('closes a window at its end plus the grace, without a flush', async () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: 40, graceMs: 0, meters: { api_requests: 'sum' } } });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: 40, graceMs: 0, meters: { api_requests: 'sum' } } });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_t', value: 3 });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_t', value: 4 });
-    await until(() => fake.events().length === 1, 'the window to close and its fold to be delivered');
-    expect(fake.totals()).toEqual({ cus_t: { api_requests: 7 } });
+    await until(() => stripe.fake.events().length === 1, 'the window to close and its fold to be delivered');
+    expect(stripe.fake.totals()).toEqual({ cus_t: { api_requests: 7 } });
   });
 
   it('adds a report retried with the same identifier within the window once', async () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
     const first = reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 5, identifier: 'req-1' });
     const retry = reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 5, identifier: 'req-1' });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 1, identifier: 'req-2' });
     expect(retry).toBe(first);
     await reporter.flush();
-    expect(fake.totals()).toEqual({ cus_r: { api_requests: 6 } });
+    expect(stripe.fake.totals()).toEqual({ cus_r: { api_requests: 6 } });
   });
 
   it('never lets a restart in the same window reuse a delivered fold’s identifier (usage after a restart is not lost as a duplicate)', async () => {
     const options = { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' as const } }, instanceId: 'pod-a' };
-    const before = reporterFor(fake, options).reporter;
+    const before = reporterFor(stripe.fake, options).reporter;
     before.report({ eventName: 'api_requests', customerId: 'cus_x', value: 2 });
     await before.close();
-    const after = reporterFor(fake, options).reporter;
+    const after = reporterFor(stripe.fake, options).reporter;
     after.report({ eventName: 'api_requests', customerId: 'cus_x', value: 3 });
     await after.close();
-    expect(fake.totals()).toEqual({ cus_x: { api_requests: 5 } });
-    expect(fake.stats()).toMatchObject({ acceptedEvents: 2, duplicateEvents: 0 });
+    expect(stripe.fake.totals()).toEqual({ cus_x: { api_requests: 5 } });
+    expect(stripe.fake.stats()).toMatchObject({ acceptedEvents: 2, duplicateEvents: 0 });
   });
 
   it('retries a fold with its identifier: Stripe counts it once', async () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
-    fake.faults.resetConnection({ endpoint: 'meter_event_stream', count: 1, afterProcessing: true });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    stripe.fake.faults.resetConnection({ endpoint: 'meter_event_stream', count: 1, afterProcessing: true });
     reporter.report({ eventName: 'api_requests', customerId: 'cus_retry', value: 9 });
     await reporter.flush();
-    expect(fake.totals()).toEqual({ cus_retry: { api_requests: 9 } });
-    expect(fake.stats()).toMatchObject({ acceptedEvents: 1, duplicateEvents: 1 });
+    expect(stripe.fake.totals()).toEqual({ cus_retry: { api_requests: 9 } });
+    expect(stripe.fake.stats()).toMatchObject({ acceptedEvents: 1, duplicateEvents: 1 });
     expect(reporter.stats().retries).toBeGreaterThan(0);
   });
 
@@ -123,7 +108,7 @@ describe('aggregate', () => {
   });
 
   it('stops folding a meter the meter check reads as not sum, with a coded error', async () => {
-    const { reporter, recorded } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { seats: 'sum', api_requests: 'sum' } } });
+    const { reporter, recorded } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { seats: 'sum', api_requests: 'sum' } } });
     const result = await reporter.verifyMeters({ eventNames: ['seats', 'api_requests'] });
     expect(result.meters.map((m) => [m.eventName, m.formula])).toEqual([['seats', 'last'], ['api_requests', 'sum']]);
     expect(recorded.errors.map((e) => [e.error.code, (e.error as MeterConfigError).option])).toEqual([['ERR_METER_INVALID_OPTION', 'aggregate.meters.seats']]);
@@ -133,11 +118,11 @@ describe('aggregate', () => {
     reporter.report({ eventName: 'api_requests', customerId: 'cus_s' });
     await reporter.flush();
     // Two seats events (the last one counts), one folded api_requests event of 2.
-    expect(fake.events().map((e) => [e.eventName, e.value])).toEqual([['seats', '3'], ['seats', '4'], ['api_requests', '2']]);
+    expect(stripe.fake.events().map((e) => [e.eventName, e.value])).toEqual([['seats', '3'], ['seats', '4'], ['api_requests', '2']]);
   });
 
   it('validates each report as report() does, and counts a refused one as rejected', () => {
-    const { reporter } = reporterFor(fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_v', value: -1 })).toThrow(expect.objectContaining({ code: 'ERR_METER_INVALID_VALUE' }));
     expect(reporter.stats().rejected).toBe(1);
   });

@@ -1,7 +1,8 @@
 // Shared by the core tests: a reporter pointed at the fake, invariant checks, and condition waits.
 import { MeterReporter } from '@metered/core';
 import type { MeterError, MeterEvent, MeterReporterOptions, MeterStats, DropReason } from '@metered/core';
-import type { FakeStripe } from '@metered/testing';
+import { startFakeStripe } from '@metered/testing';
+import type { FakeStripe, FakeStripeOptions } from '@metered/testing';
 
 export interface Recorded {
   errors: { error: MeterError; events: readonly MeterEvent[] }[];
@@ -17,6 +18,30 @@ export async function closeReporters(): Promise<void> {
   const reporters = [...openReporters];
   openReporters.clear();
   await Promise.allSettled(reporters.map((reporter) => reporter.close({ timeoutMs: 0 })));
+}
+
+/**
+ * One fake for a test file: started before its tests, reset before each, closed after all; every
+ * reporter reporterFor() made is closed after each test. Read the fake as `stripe.fake` inside tests.
+ */
+export function useFake(options: FakeStripeOptions): { readonly fake: FakeStripe } {
+  let fake: FakeStripe | undefined;
+  beforeAll(async () => {
+    fake = await startFakeStripe(options);
+  });
+  afterAll(async () => {
+    await fake?.close();
+  });
+  beforeEach(() => {
+    fake?.reset();
+  });
+  afterEach(closeReporters);
+  return {
+    get fake(): FakeStripe {
+      if (fake === undefined) throw new Error('useFake: the fake is read before beforeAll started it');
+      return fake;
+    },
+  };
 }
 
 /** A reporter aimed at the fake, fast retries, and hooks that record everything; closed by closeReporters(). */
