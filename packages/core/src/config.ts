@@ -8,13 +8,15 @@ import { resolveMetrics } from './metrics/metrics';
 import type { ResolvedMetrics } from './metrics/metrics';
 import type { MeterError } from './errors';
 import type { DurableEventStore } from './store/types';
-import type { DeliveryMode, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
+import type { DeliveryMode, DeliveryThread, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
 
 export const DEFAULT_API_BASE_URL = 'https://api.stripe.com';
 export const DEFAULT_METER_EVENTS_BASE_URL = 'https://meter-events.stripe.com';
 /** The API version stripe-node 23.1 pins; the wire format was checked against it. */
 export const DEFAULT_STRIPE_VERSION = '2026-10-28.endive';
 export const DEFAULT_MODE: DeliveryMode = 'stream';
+/** Where the HTTP exchange runs; see `MeterReporterOptions.deliveryThread` and bench/NOTES.md for the measurement. */
+export const DEFAULT_DELIVERY_THREAD: DeliveryThread = 'main';
 /** Stripe's ceiling of events per stream request. */
 export const MAX_STREAM_BATCH = 100;
 export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
@@ -59,12 +61,14 @@ export const MAX_RETRY_ELAPSED_MS = 24 * 60 * 60 * 1000;
 const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_-]+$/;
 const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['drop-oldest', 'drop-newest', 'reject'];
 const MODES: readonly DeliveryMode[] = ['stream', 'direct'];
+const DELIVERY_THREADS: readonly DeliveryThread[] = ['main', 'worker'];
 const KNOWN_RETRY_OPTIONS = new Set<string>(['maxAttempts', 'initialDelayMs', 'maxDelayMs', 'maxElapsedMs']);
 const KNOWN_PAYLOAD_KEYS = new Set<string>(['customer', 'value']);
 const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
   'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store', 'rateLimiter', 'aggregate', 'instanceId', 'waitUntil', 'metrics',
+  'deliveryThread',
 ]);
 // The values are checked where the spool opens (SpoolStore.open), under the same `spool.` option names.
 const KNOWN_SPOOL_OPTIONS = new Set<string>(['path', 'durability', 'synchronous', 'maxBytes', 'resendWithinMs', 'ledgerRetentionMs']);
@@ -91,6 +95,7 @@ export interface ResolvedConfig {
   readonly onError: ((error: MeterError, events: readonly MeterEvent[]) => void) | undefined;
   readonly onDrop: ((events: readonly MeterEvent[], reason: DropReason) => void) | undefined;
   readonly dispatcher: Dispatcher | undefined;
+  readonly deliveryThread: DeliveryThread;
   readonly spool: Readonly<ReporterSpoolOptions> | undefined;
   readonly store: DurableEventStore | undefined;
   readonly rateLimiter: RequestLimiter | undefined;
@@ -225,6 +230,10 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
   if (dispatcher !== undefined && (typeof dispatcher !== 'object' || dispatcher === null || typeof dispatcher.dispatch !== 'function')) {
     throw new MeterConfigError('dispatcher', 'must be an undici Dispatcher (Agent, Pool, MockAgent, …)');
   }
+  const deliveryThread = oneOf('deliveryThread', options.deliveryThread, DELIVERY_THREADS, DEFAULT_DELIVERY_THREAD);
+  if (deliveryThread === 'worker' && dispatcher !== undefined) {
+    throw new MeterConfigError('deliveryThread', "cannot be 'worker' with a dispatcher of your own: a dispatcher cannot cross to another thread; leave out one of the two");
+  }
   if (typeof options.stripeVersion !== 'undefined' && (typeof options.stripeVersion !== 'string' || options.stripeVersion.length === 0)) {
     throw new MeterConfigError('stripeVersion', 'must be a non-empty string such as 2026-10-28.endive');
   }
@@ -268,6 +277,7 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     onError: optionalFunction<ResolvedConfig['onError']>('onError', options.onError),
     onDrop: optionalFunction<ResolvedConfig['onDrop']>('onDrop', options.onDrop),
     dispatcher,
+    deliveryThread,
     spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
     store,
     rateLimiter,

@@ -76,6 +76,7 @@ export {
 } from './config';
 export type {
   DeliveryMode,
+  DeliveryThread,
   OverflowPolicy,
   DropReason,
   MeterEventInput,

@@ -18,9 +18,10 @@ import { MemoryDurableStore } from './store/memory-store';
 import { openSpoolOrMemory } from './store/spool-store';
 import type { DurableEventStore, LedgerQuery, LedgerRow } from './store/types';
 import { DirectTransport } from './transport/direct-transport';
-import { StripeHttp } from './transport/http';
+import { MAX_RESPONSE_BYTES, StripeHttp, agentOptions } from './transport/http';
 import { StreamTransport } from './transport/stream-transport';
 import type { Transport } from './transport/transport';
+import { WorkerDispatcher } from './transport/worker-dispatcher';
 import { RecentEvents } from './verdict/recent-events';
 import { verifyMeters } from './verdict/verify-meters';
 import type { RecentEvent, VerifyMetersOptions, VerifyMetersResult } from './verdict/types';
@@ -101,7 +102,11 @@ export class MeterReporter {
         await this.#http.close();
       },
     });
-    this.#http = new StripeHttp(this.#config, this.#delivery.observer());
+    const worker =
+      this.#config.deliveryThread === 'worker'
+        ? new WorkerDispatcher({ agent: agentOptions(this.#config.concurrency), maxResponseBytes: MAX_RESPONSE_BYTES, onLost: (error) => this.#hooks.error(error) })
+        : undefined;
+    this.#http = new StripeHttp(this.#config, this.#delivery.observer(), worker);
     this.#transport =
       this.#config.mode === 'stream'
         ? new StreamTransport(this.#config, this.#http, () => {

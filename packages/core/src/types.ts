@@ -6,6 +6,9 @@ import type { DurableEventStore, SpoolOptions } from './store/types';
 /** How events reach Stripe. */
 export type DeliveryMode = 'stream' | 'direct';
 
+/** Which thread runs the HTTP exchange with Stripe (undici, the socket writes, parsing the answer). */
+export type DeliveryThread = 'main' | 'worker';
+
 /** What `report()` does when the queue is full. */
 export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'reject';
 
@@ -202,6 +205,16 @@ export interface MeterReporterOptions {
    * @default a private keep-alive `Agent`
    */
   dispatcher?: Dispatcher;
+  /**
+   * `'worker'` moves the HTTP exchange with Stripe (undici, the socket writes, reading and parsing the
+   * answer) to a worker thread; batching, pacing, retries, the session and the store stay on the main
+   * thread, which hands over each request as one JSON string. It pays only where a core is spare (see
+   * the package README). The worker never keeps an idle process alive, is closed by `close()`, and if it
+   * stops unasked its requests in flight are retried on the main thread, where delivery goes on
+   * (`onError` is told once, `ERR_METER_DELIVERY_WORKER`). Not with `dispatcher`.
+   * @default 'main'
+   */
+  deliveryThread?: DeliveryThread;
   /**
    * Keeps accepted events in a SQLite file (`better-sqlite3@12`, an optional peer) until Stripe has
    * them, so a crash, SIGKILL or deploy loses none past its durability point and the next start

@@ -164,18 +164,30 @@ export function parseRetryAfter(value: string | undefined, now: number = Date.no
   return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
 }
 
-/** Talks to Stripe over undici: a private keep-alive agent unless the user gave a dispatcher. */
+/** The private keep-alive agent's options, on whichever thread it runs. */
+export function agentOptions(concurrency: number): Agent.Options {
+  return { keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, connections: concurrency + 1 };
+}
+
+/** What the exchanges go through: an undici dispatcher, or the worker-thread hand-off (`WorkerDispatcher`). */
+export interface ExchangeDispatcher {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+}
+
+/** Talks to Stripe over undici: a private keep-alive agent (or `own`, the worker hand-off) unless the user gave a dispatcher. */
 export class StripeHttp {
-  private readonly dispatcher: Dispatcher;
+  private readonly dispatcher: ExchangeDispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly baseHeaders: Record<string, string>;
 
   constructor(
     private readonly config: Pick<ResolvedConfig, 'dispatcher' | 'concurrency' | 'stripeVersion' | 'requestTimeoutMs'>,
     private readonly observer: HttpObserver,
+    own?: ExchangeDispatcher,
   ) {
     this.ownsDispatcher = config.dispatcher === undefined;
-    this.dispatcher = config.dispatcher ?? new Agent({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, connections: config.concurrency + 1 });
+    this.dispatcher = config.dispatcher ?? own ?? new Agent(agentOptions(config.concurrency));
     this.baseHeaders = {
       'content-type': 'application/json',
       'stripe-version': config.stripeVersion,
