@@ -23,6 +23,8 @@ import type { ReporterPlan } from './scenarios/reporter';
 import { redisQueue } from './scenarios/redis';
 import type { RedisPlan } from './scenarios/redis';
 import { spoolScenario } from './scenarios/spool';
+import { deliveryThreadScenario } from './scenarios/delivery-thread';
+import type { DeliveryThreadPlan } from './scenarios/delivery-thread';
 import type { SpoolPlan } from './scenarios/spool';
 
 const ROOT = path.join(__dirname, '..');
@@ -37,6 +39,7 @@ export interface Plan {
   reporter: ReporterPlan;
   redis: RedisPlan;
   spool: SpoolPlan;
+  deliveryThread: DeliveryThreadPlan;
 }
 
 const FULL: Plan = {
@@ -54,6 +57,7 @@ const FULL: Plan = {
     delivery: { seconds: 8, warmupSeconds: 2 },
     overhead: { warmupSeconds: 8, rounds: 6, pairs: 3, seconds: 3, connections: 10, latencyConnections: 1 },
   },
+  deliveryThread: { loop: { seconds: 8, warmupSeconds: 2 }, express: { warmupSeconds: 4, rounds: 5, seconds: 3, connections: 5 } },
 };
 
 const QUICK: Plan = {
@@ -71,6 +75,7 @@ const QUICK: Plan = {
     delivery: { seconds: 0.5, warmupSeconds: 0.3 },
     overhead: { warmupSeconds: 0.3, rounds: 1, pairs: 1, seconds: 0.5, connections: 10, latencyConnections: 1 },
   },
+  deliveryThread: { loop: { seconds: 0.5, warmupSeconds: 0.3 }, express: { warmupSeconds: 0.3, rounds: 1, seconds: 0.5, connections: 5 } },
 };
 
 interface Scenario {
@@ -88,6 +93,7 @@ const SCENARIOS: Scenario[] = [
   { id: '6', run: (plan, log) => hotPathAndMemory('6', plan.reporter, log) },
   { id: '7', run: (plan, log) => redisQueue('7', plan.redis, log) },
   { id: '8', run: (plan, log) => spoolScenario('8', plan.spool, log) },
+  { id: '9', run: (plan, log) => deliveryThreadScenario('9', plan.deliveryThread, log) },
 ];
 
 function newest(dir: string): number {
