@@ -1,5 +1,4 @@
-// The usage ledger: hourly cells per customer and event name, exact sums past 2^53 and 2^63, the same answers from memory and disk, a version-1 spool's figures kept.
-import { execFileSync } from 'node:child_process';
+// The usage ledger: hourly cells per customer and event name, exact sums past 2^53 and 2^63, the same answers from memory and disk (older spools' figures: migration.test.ts).
 import path from 'node:path';
 import { MeterConfigError } from '../../src/errors';
 import { MemoryDurableStore } from '../../src/store/memory-store';
@@ -106,50 +105,4 @@ describe('the spool ledger across processes', () => {
     expect([oldRow!.accepted, oldRow!.delivered]).toEqual([{ count: 0, value: '0' }, { count: 1, value: '1' }]);
     second.close();
   });
-
-  it('reads a version-1 spool (acceptance counted at push) with the same figures, and counts its rows once when they leave', () => {
-    const file = path.join(tempDir(), 'ledger.spool');
-    const now = Date.now();
-    const hour = now - (now % HOUR);
-    const first = SpoolStore.open({ path: file });
-    for (const [i, customerId, value] of [[0, 'cus_a', '3'], [1, 'cus_a', '4'], [2, 'cus_b', '5']] as const) {
-      first.push(event(i, { customerId, value, timestamp: hour + i }));
-    }
-    first.settle(first.take(1), 'delivered');
-    first.close();
-    // What version 1 left in such a file: the held rows' acceptance in the ledger table too.
-    sqlite(
-      file,
-      `INSERT INTO ledger SELECT timestamp - timestamp % ${HOUR}, customer_id, event_name, count(*), 0, sum(CAST(value AS INTEGER)), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-         FROM events WHERE true GROUP BY 1, 2, 3
-       ON CONFLICT DO UPDATE SET accepted_count = accepted_count + excluded.accepted_count, accepted_lo = accepted_lo + excluded.accepted_lo;
-       PRAGMA user_version = 1;`,
-    );
-    const tallies = (store: SpoolStore) => store.ledger({ from: hour, to: hour + HOUR }).map((r) => [r.customerId, r.accepted, r.delivered, r.failed]);
-    const tally = (count: number, value: number) => ({ count, value: String(value) });
-    const second = SpoolStore.open({ path: file });
-    expect(tallies(second)).toEqual([
-      ['cus_a', tally(2, 7), tally(1, 3), tally(0, 0)],
-      ['cus_b', tally(1, 5), tally(0, 0), tally(0, 0)],
-    ]);
-    const [b, c] = second.recover(hour).resend;
-    second.settle([b!], 'delivered');
-    second.settle([c!], 'failed');
-    const settled = [
-      ['cus_a', tally(2, 7), tally(2, 7), tally(0, 0)],
-      ['cus_b', tally(1, 5), tally(0, 0), tally(1, 5)],
-    ];
-    expect(tallies(second)).toEqual(settled);
-    second.close();
-    expect(sqlite(file, '', 'PRAGMA user_version')).toBe('2');
-    const third = SpoolStore.open({ path: file });
-    expect(tallies(third)).toEqual(settled);
-    third.close();
-  });
 });
-
-/** Runs `statements` on a closed spool from another process (as any SQLite client could), then `query`; returns the query's value. */
-function sqlite(file: string, statements: string, query = 'SELECT 1'): string {
-  const script = "const D = require('better-sqlite3'); const db = new D(process.argv[1]); db.exec(process.argv[2]); process.stdout.write(String(db.prepare(process.argv[3]).pluck().get())); db.close();";
-  return execFileSync(process.execPath, ['-e', script, file, statements, query], { encoding: 'utf8' });
-}
