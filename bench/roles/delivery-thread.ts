@@ -131,7 +131,8 @@ function main(): void {
         threadCpu,
         placeWorker: (cpus: string | undefined) => placeWorker(cpus),
         loop: (arg: { thread: DeliveryThread; seconds: number; warmupSeconds: number; workerCpus?: string }) => loop({ ...reporterOptions(fake), deliveryThread: arg.thread }, arg),
-        delivered: () => reporter?.stats().delivered ?? 0,
+        /** Events delivered and requests made so far: how many events a request carried. */
+        counts: () => ({ delivered: reporter?.stats().delivered ?? 0, requests: reporter?.stats().requests ?? 0 }),
         close: async () => {
           listener.closeAllConnections();
           await new Promise((resolve) => listener.close(resolve));

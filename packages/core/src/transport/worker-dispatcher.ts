@@ -1,5 +1,5 @@
 // deliveryThread: 'worker' — the HTTP exchange (undici, the socket writes, llhttp) on a worker thread, the rest on the main thread.
-import { Worker } from 'node:worker_threads';
+import { SHARE_ENV, Worker } from 'node:worker_threads';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import { MeterError } from '../errors';
@@ -11,7 +11,9 @@ import { MeterError } from '../errors';
  * path, `m` method, `h` headers, `b` the body, `t` undici's timeouts), one message out per answer
  * (`s` status, `h` the three headers metered reads, `b` the body bytes, transferred) or failure (`e`).
  * The deadline, the abort signal, the error mapping and the observer stay with the main thread's
- * `Exchange`, which is fed this answer as if undici had read it there; `{ c: id }` cancels one request.
+ * `Exchange`, which is fed this answer as if undici had read it there. `{ c: id }` cancels one request,
+ * `{ close: true }` closes the agent and ends the thread; `{ tid: true }` (the bench, to pin the thread to a
+ * CPU) and `{ exit: code }` (the tests' crash) serve no request.
  */
 const WORKER_SOURCE = String.raw`'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
@@ -114,14 +116,13 @@ export class WorkerDispatcher {
   readonly #inFlight = new Map<number, Dispatcher.DispatchHandler>();
   #closing = false;
   #exited: Promise<void>;
-  #tid: ((tid: string | undefined) => void) | undefined;
 
   constructor(private readonly options: WorkerDispatcherOptions) {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: { undici: require.resolve('undici'), agent: options.agent, cap: options.maxResponseBytes },
-      // The worker gets none of the process's environment: nothing of it is needed, and no secret is copied.
-      env: {},
+      // The process's own environment, live: what Node's TLS reads from it (NODE_TLS_REJECT_UNAUTHORIZED) applies alike on either thread.
+      env: SHARE_ENV,
     });
     worker.unref();
     worker.on('message', (reply: Reply) => this.#onReply(reply));
@@ -143,7 +144,12 @@ export class WorkerDispatcher {
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const worker = this.#worker;
-    if (worker === undefined) return this.#mainThread().dispatch(options, handler);
+    if (worker === undefined) {
+      if (!this.#closing) return this.#mainThread().dispatch(options, handler);
+      // As a closed undici agent answers.
+      handler.onError?.(Object.assign(new Error('The delivery thread is closed'), { code: 'UND_ERR_CLOSED' }));
+      return false;
+    }
     const id = this.#nextId++;
     if (this.#inFlight.size === 0) worker.ref();
     this.#inFlight.set(id, handler);
@@ -152,16 +158,6 @@ export class WorkerDispatcher {
       if (this.#settle(id) !== undefined) worker.postMessage({ c: id });
     });
     return true;
-  }
-
-  /** The Linux thread id of the worker (for `taskset`), or undefined once it has stopped. */
-  async threadId(): Promise<string | undefined> {
-    const worker = this.#worker;
-    if (worker === undefined) return undefined;
-    return new Promise((resolve) => {
-      this.#tid = resolve;
-      worker.postMessage({ tid: true });
-    });
   }
 
   /** Closes the worker's agent, then the worker (or the main-thread agent after a fallback). */
@@ -186,10 +182,8 @@ export class WorkerDispatcher {
   }
 
   #onReply(reply: Reply): void {
-    if (reply.tid !== undefined) {
-      this.#tid?.(reply.tid);
-      return;
-    }
+    // `{ tid: true }` asks the worker its Linux thread id (the bench moves it to another CPU with taskset): not a request's reply.
+    if (reply.tid !== undefined) return;
     const handler = this.#settle(reply.i);
     if (handler === undefined) return;
     if (reply.e !== undefined) {
@@ -206,7 +200,6 @@ export class WorkerDispatcher {
   #lost(why: string): void {
     const error = lostRequestError(why);
     for (const id of [...this.#inFlight.keys()]) this.#settle(id)?.onError?.(error);
-    this.#tid?.(undefined);
     this.options.onLost(new MeterError('ERR_METER_DELIVERY_WORKER', `The delivery worker thread stopped (${why}); delivery goes on on the main thread, the requests in flight are retried with the same identifiers`, { cause: error }));
   }
 
