@@ -311,7 +311,15 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private leftovers: Leftover[];
 
   // Writes not committed yet. An event settled before its insert was committed is never written.
-  private readonly pendingInserts = new Map<number, QueuedEvent>();
+  /**
+   * Rows to insert: the events of ids `pendingFrom`, `pendingFrom + 1`… (ids are handed out in push
+   * order, so the uncommitted ones are consecutive), a slot emptied when its event is settled first.
+   * An array, not a Map by id: a push appends, with no hash-table entry to add.
+   */
+  private pendingRows: (QueuedEvent | undefined)[] = [];
+  private pendingFrom = 0;
+  /** The events in `pendingRows`, emptied slots not counted. */
+  private pendingCount = 0;
   private readonly pendingAttempts = new Map<number, number>();
   private pendingDeletes: number[] = [];
   private readonly pendingCells = new LedgerCells();
@@ -351,7 +359,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     const inTransaction = db.transaction(() => this.writePending());
     // One pushed event and nothing else ('event' mode's usual commit) is one statement: its own transaction.
     this.writeAll = () => {
-      if (this.pendingInserts.size === 1 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0) this.writePending();
+      if (this.pendingCount === 1 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0) this.writePending();
       else inTransaction();
     };
     this.leftovers = stored.map(({ id, event, firstAttemptAt }) => {
@@ -513,7 +521,9 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     this.ids.set(event, this.nextId);
     this.queue.push(event);
     this.liveBytes += rowBytes(event);
-    this.pendingInserts.set(this.nextId, event);
+    if (this.pendingRows.length === 0) this.pendingFrom = this.nextId;
+    this.pendingRows.push(event);
+    this.pendingCount += 1;
     this.held.add(event, 'accepted');
     if (this.config.durability === 'event' && !this.failing) this.commit();
     else this.scheduleCommit();
@@ -547,7 +557,13 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
       this.attempted.delete(event);
       this.liveBytes -= rowBytes(event);
       this.pendingAttempts.delete(id);
-      if (!this.pendingInserts.delete(id)) this.pendingDeletes.push(id);
+      const slot = id - this.pendingFrom;
+      if (slot >= 0 && slot < this.pendingRows.length) {
+        this.pendingRows[slot] = undefined;
+        this.pendingCount -= 1;
+      } else {
+        this.pendingDeletes.push(id);
+      }
       // Its acceptance moves from the row to the ledger table, in the commit that deletes the row.
       if (this.forgotten.size > 0 && this.forgotten.delete(event)) {
         this.pendingCells.add(event, outcome);
@@ -588,7 +604,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
 
   /** Commits buffered writes. A failure goes to `onError` once, and the writes are retried every second until one succeeds. */
   commit(): void {
-    if (this.closed || (this.pendingInserts.size === 0 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0)) return;
+    if (this.closed || (this.pendingCount === 0 && this.pendingAttempts.size === 0 && this.pendingDeletes.length === 0 && this.pendingCells.size === 0)) return;
     const sync = this.config.synchronous === 'normal' && this.commitsSinceSync + 1 >= SYNC_COMMITS;
     try {
       // Executed, not prepared once: SQLite applies this pragma when it compiles the statement.
@@ -604,7 +620,8 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     }
     this.commitsSinceSync = sync ? 0 : this.commitsSinceSync + 1;
     const deleted = this.pendingDeletes.length > 0;
-    this.pendingInserts.clear();
+    this.pendingRows = [];
+    this.pendingCount = 0;
     this.pendingAttempts.clear();
     this.pendingDeletes = [];
     this.pendingCells.clear();
@@ -664,8 +681,11 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private writePending(): void {
     const rows: (number | string | null)[] = [];
     let count = 0;
-    for (const [id, event] of this.pendingInserts) {
-      rows.push(id, encodeEvent(event), event.timestamp);
+    const pending = this.pendingRows;
+    for (let slot = 0; slot < pending.length; slot += 1) {
+      const event = pending[slot];
+      if (event === undefined) continue;
+      rows.push(this.pendingFrom + slot, encodeEvent(event), event.timestamp);
       count += 1;
       if (count === ROWS_PER_STATEMENT) {
         this.runRows(this.inserts, insertEvents, count, rows);

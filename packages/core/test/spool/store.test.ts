@@ -74,6 +74,24 @@ describe('SpoolStore as an event store', () => {
     store.close();
   });
 
+  it('never writes the row of an event settled in the turn it was pushed; the others keep their order', async () => {
+    const store = open();
+    const [a, b, c, d] = [event(1), event(2), event(3), event(4)];
+    store.push(a);
+    store.push(b);
+    store.push(c);
+    store.settle([store.take(2)[1]!], 'delivered');
+    store.push(d);
+    await nextTurn();
+    expect(rowCount(store)).toBe(3);
+    const [row] = store.ledger({ from: NOW - 3_600_000, to: NOW + 3_600_000 }).filter((r) => r.customerId === b.customerId);
+    expect([row!.accepted.count, row!.delivered]).toEqual([1, { count: 1, value: b.value }]);
+    store.close();
+    const again = SpoolStore.open({ path: store.path });
+    expect(again.recover(NOW).resend).toEqual([a, c, d].map((e) => ({ ...e, seq: 0 })));
+    again.close();
+  });
+
   it("commits each push before it returns with durability 'event'", () => {
     const store = open({ durability: 'event', synchronous: 'full' });
     store.push(event(1));
