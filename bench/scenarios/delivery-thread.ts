@@ -90,12 +90,15 @@ export async function deliveryThreadScenario(id: string, plan: DeliveryThreadPla
         }
       }
       const counts = await Promise.all(metered.map(({ server }) => server.call<{ delivered: number; requests: number }>('counts')));
+      // CPU per request of each placement's server over its rounds against bare: request thread, and the whole process.
+      const perRequestCpu = new Map<Placement, { mainUs: number; processUs: number }>();
       const rows = metered.map(({ p }, i) => {
         const r = ratios.get(p)!;
         const perRequest = (counts[i]!.delivered / Math.max(1, counts[i]!.requests)).toFixed(1);
         const t = threads.get(p)!;
         const n = served.get(p)!;
         const sum = (pick: (x: ThreadCpu) => number): number => t.reduce((total, x) => total + pick(x), 0);
+        perRequestCpu.set(p, { mainUs: (sum((x) => x.mainMs) * 1000) / Math.max(1, n), processUs: (sum((x) => x.processMs) * 1000) / Math.max(1, n) });
         log(`  express ${p.label}: ${fmt.ratio(median(r))} of bare (rounds ${r.map((x) => x.toFixed(3)).join(', ')}); request thread ${us(sum((x) => x.mainMs), n)}/request, worker ${us(sum((x) => x.workerMs), n)}, process ${us(sum((x) => x.processMs), n)}; ${perRequest} events per request to the fake`);
         return [p.label, fmt.ratio(median(r)), r.map((x) => x.toFixed(3)).join(', '), us(sum((x) => x.mainMs), n), p.thread === 'worker' ? us(sum((x) => x.workerMs), n) : '—', us(sum((x) => x.processMs), n), perRequest];
       });
@@ -103,25 +106,45 @@ export async function deliveryThreadScenario(id: string, plan: DeliveryThreadPla
         head: ['Express, metered ÷ bare (simultaneous rounds, both on CPU 0)', 'median', 'rounds', 'request-thread CPU / request', 'worker-thread CPU / request', 'process CPU / request', 'events per request to the fake'],
         rows,
       });
+      const base = perRequestCpu.get(first!.p)!;
       const h2hRows = workers.map(({ p }) => {
         const r = headToHead.get(p)!;
-        log(`  express ${p.label} ÷ 'main', head to head: ${fmt.ratio(median(r))} (rounds ${r.map((x) => x.toFixed(3)).join(', ')})`);
-        result.checks.push({
-          metric: `Express throughput, ${p.label} ÷ 'main' (simultaneous rounds, head to head)`,
-          measured: fmt.ratio(median(r)),
-          baseline: "'main' 1.000×",
-          target: '> 1.00× to be worth choosing',
-          met: median(r) > 1,
-        });
-        return [`${p.label} ÷ 'main'`, fmt.ratio(median(r)), r.map((x) => x.toFixed(3)).join(', ')];
+        const cpu = perRequestCpu.get(p)!;
+        const mainRatio = base.mainUs / cpu.mainUs;
+        const processRatio = cpu.processUs / base.processUs;
+        log(`  express ${p.label} ÷ 'main', head to head: ${fmt.ratio(median(r))} (rounds ${r.map((x) => x.toFixed(3)).join(', ')}); request-thread CPU 'main' ÷ this ${fmt.ratio(mainRatio)}, process CPU this ÷ 'main' ${fmt.ratio(processRatio)}`);
+        // With a spare core the request thread is the bottleneck: throughput follows its CPU per request, and the
+        // head-to-head rounds show it. On the same core the process's CPU per request decides; the rounds favour the
+        // process with two threads there (the scheduler shares a core between threads, not processes).
+        result.checks.push(
+          p.workerCpus === undefined
+            ? {
+                metric: `Express process CPU per request, ${p.label} ÷ 'main' (the worker on the app's core)`,
+                measured: fmt.ratio(processRatio),
+                baseline: `'main' ${fmt.us(base.processUs)}`,
+                target: '< 1.00× to be worth choosing',
+                met: processRatio < 1,
+              }
+            : {
+                metric: `Express throughput, ${p.label} ÷ 'main' (simultaneous rounds, head to head)`,
+                measured: fmt.ratio(median(r)),
+                baseline: "'main' 1.000×",
+                target: '> 1.00× to be worth choosing',
+                met: median(r) > 1,
+              },
+        );
+        return [`${p.label} ÷ 'main'`, fmt.ratio(median(r)), r.map((x) => x.toFixed(3)).join(', '), fmt.ratio(mainRatio), fmt.ratio(processRatio)];
       });
-      result.tables.push({ head: ['Express, metered head to head (simultaneous rounds)', 'median', 'rounds'], rows: h2hRows });
+      result.tables.push({
+        head: ['Express, metered head to head (simultaneous rounds)', 'throughput, median', 'rounds', "request-thread CPU / request, 'main' ÷ this", "process CPU / request, this ÷ 'main'"],
+        rows: h2hRows,
+      });
     } finally {
       await Promise.all([bare.stop(), ...metered.map(({ server }) => server.stop())]);
     }
     result.notes.push(
       `Loop: ${plan.loop.seconds} s after ${plan.loop.warmupSeconds} s of warm-up, a fresh process per placement on CPU ${placement.server ?? '(unpinned)'}, the fake on CPU ${placement.tools ?? '(unpinned)'}; each thread's CPU from /proc/self/task/<tid>/schedstat, the process's from process.cpuUsage() (GC and V8's helper threads included).`,
-      `Express: ${rounds} rounds of ${seconds} s, ${connections} connections to each server, after ${warmupSeconds} s of warm-up per pair; the spare-core worker shares CPU ${placement.tools ?? '—'} with the load generator and the fake, the only other core of this machine.`,
+      `Express: ${rounds} rounds of ${seconds} s, ${connections} connections to each server, after ${warmupSeconds} s of warm-up per pair; the spare-core worker shares CPU ${placement.tools ?? '—'} with the load generator and the fake, the only other core of this machine. Head-to-head rounds with the worker on the app's own core overstate it: the scheduler shares CPU 0 between threads, so the process with a worker gets part of its worker's time from the other process; there the process CPU per request is the figure to judge.`,
     );
   } finally {
     await fake.stop();
