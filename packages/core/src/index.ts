@@ -36,6 +36,7 @@ export { Pacer } from './delivery/pacer';
 export {
   METERING_STATE,
   claimRequest,
+  releaseClaim,
   setRequestUsage,
   skipRequestMetering,
   getRequestUsage,

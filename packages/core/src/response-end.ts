@@ -7,7 +7,9 @@ import type { Socket } from 'node:net';
 /** One response someone waits on: its callback, in the async context it was registered in, run once. */
 interface Watch {
   readonly res: ServerResponse;
-  readonly done: () => void;
+  readonly done: (argument: unknown) => void;
+  /** What `done` is called with: an adapter's own record of the request, so that it needs no closure per request. */
+  readonly argument: unknown;
   readonly context: AsyncResource;
   fired: boolean;
   /** The responses still pending on the same connection, this one among them, while it is. */
@@ -30,7 +32,7 @@ function fire(watch: Watch): void {
     if (at !== -1) pending.splice(at, 1);
   }
   try {
-    watch.context.runInAsyncScope(watch.done);
+    watch.context.runInAsyncScope(watch.done, undefined, watch.argument);
   } catch {
     // Adapters' callbacks never throw (metering failures go to onError); were one to, it must not
     // escape into Node's HTTP code or keep the connection's other responses from being called.
@@ -86,7 +88,7 @@ function pendingOnConnection(res: ServerResponse): Watch[] | undefined {
 }
 
 /**
- * Calls `done` once, when the response is over: sent, or abandoned by the client. On Node ≥ 20 a
+ * Calls `done` once (with `argument`, if given), when the response is over: sent, or abandoned by the client. On Node ≥ 20 a
  * ServerResponse always emits 'close' (after 'finish', or when the connection goes), and that is
  * what this used to listen to; a response of Node's own HTTP/1 server is now watched with no
  * listener of its own (the server's finish channel, plus one 'close' listener per connection), a
@@ -97,8 +99,17 @@ function pendingOnConnection(res: ServerResponse): Watch[] | undefined {
  * @example
  * whenResponseDone(res, () => bill(req, res));
  */
-export function whenResponseDone(res: ServerResponse, done: () => void): void {
-  const watch: Watch = { res, done, context: new AsyncResource('metered.response'), fired: false, pending: undefined };
+export function whenResponseDone(res: ServerResponse, done: () => void): void;
+/**
+ * The same, calling `done(argument)`: a function made once (not a closure per request) and the
+ * request's own record as its argument.
+ *
+ * @example
+ * whenResponseDone(res, this.onResponseDone, record);
+ */
+export function whenResponseDone<A>(res: ServerResponse, done: (argument: A) => void, argument: A): void;
+export function whenResponseDone(res: ServerResponse, done: (argument: unknown) => void, argument?: unknown): void {
+  const watch: Watch = { res, done, argument, context: new AsyncResource('metered.response'), fired: false, pending: undefined };
   // A response whose connection is already gone emits no more 'close'.
   if (res.closed || res.socket?.destroyed === true) {
     setImmediate(fire, watch);

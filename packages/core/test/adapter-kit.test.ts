@@ -1,5 +1,5 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { METERING_STATE, MeterAdapterError, claimRequest, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
+import { METERING_STATE, MeterAdapterError, claimRequest, releaseClaim, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 
 interface FakeRequest {
@@ -140,6 +140,15 @@ describe('claimRequest', () => {
     expect(getRequestUsage(req)).toEqual({ claimed: true, value: 3 });
     expect(requestUsageOf(req)).toEqual({ value: 3 });
     expect(getRequestUsage({})).toEqual({});
+  });
+
+  it('is given up by releaseClaim() once the request is metered: the registry keeps no entry for it', () => {
+    const req = {};
+    expect(claimRequest(req)).toBe(true);
+    releaseClaim(req);
+    expect(getRequestUsage(req)).toEqual({});
+    expect(claimRequest(req)).toBe(true);
+    expect(claimRequest(req)).toBe(false);
   });
 
   it('is shared with every copy of core in the process, and honours a claim an older copy marked on the request', () => {

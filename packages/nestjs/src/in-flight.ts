@@ -18,7 +18,11 @@ export class InFlight {
   }
 
   begin(): InFlightEntry {
-    const entry: InFlightEntry = { waiters: undefined };
+    return this.add({ waiters: undefined });
+  }
+
+  /** Opens `entry` itself (a request's own record, so that it needs no entry of its own besides), returned. */
+  add<T extends InFlightEntry>(entry: T): T {
     this.open.add(entry);
     return entry;
   }

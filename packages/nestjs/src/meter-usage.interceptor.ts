@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, getRequestUsage, meterRequest, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, requestUsageOf, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -15,6 +15,7 @@ import type { InFlightEntry } from './in-flight';
 import { RouteCache } from './route-cache';
 import { resolveRouteMeters, staticMeters } from './route-meters';
 import { METER_USAGE_METADATA, METERING_CONFIG, SKIP_METERING_METADATA } from './metering.constants';
+import { defaultBillIf } from './metering.options';
 import type { ResolvedMeteringConfig } from './metering.options';
 import type { MeteringOutcome } from './types';
 
@@ -38,14 +39,13 @@ interface RouteExchange {
   readonly handler: HandlerOutcome;
 }
 
-/** A request metered from the guard, until its response is over. */
-export interface GuardedRequest extends RouteExchange {
+/** A request metered from the guard, until its response is over; its own in-flight entry. */
+export interface GuardedRequest extends RouteExchange, InFlightEntry {
   /** The framework's response (Fastify's reply, or Express's own), as Nest hands it to `status()`. */
   readonly response: object;
   /** Whether every guard let it through: set by the adapter's `status()`, which Nest calls only then. */
   passed: boolean;
   readonly arrivedAt: number;
-  readonly entry: InFlightEntry;
 }
 
 const SKIPPED = Symbol('skipped');
@@ -107,6 +107,12 @@ function outcomeOf({ rawResponse, handler }: RouteExchange): MeteringOutcome {
   });
 }
 
+/** `defaultBillIf()` on the outcome `outcomeOf()` would build: no error and a 2xx status code. */
+function billsByDefault({ rawResponse, handler }: RouteExchange): boolean {
+  const statusCode = rawResponse.statusCode;
+  return (handler.failed ? handler.error : undefined) === undefined && statusCode >= 200 && statusCode < 300;
+}
+
 /** Core's questions, answered for Nest: the module's options, then the route's `@MeterUsage()` over them. */
 function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMeteringAdapter<RouteExchange> {
   const { account } = config;
@@ -118,11 +124,13 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     internalStep: 'interceptor',
     // What the handler set with setRequestUsage() on either object (Fastify's wrapper or Node's) wins;
     // Express has one object, and a Fastify wrapper seldom carries any.
+    // Core reads it once, at once: the request's own state, not a copy, unless both objects carry one.
     usage: ({ request, rawRequest }) =>
       request === rawRequest || (request as { [METERING_STATE]?: unknown })[METERING_STATE] === undefined
-        ? getRequestUsage(rawRequest)
-        : { ...getRequestUsage(rawRequest), ...getRequestUsage(request) },
-    billIf: (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
+        ? requestUsageOf(rawRequest)
+        : { ...requestUsageOf(rawRequest), ...requestUsageOf(request) },
+    // The default decided without building the outcome object it would read (one frozen object per request).
+    billIf: config.billIf === defaultBillIf ? billsByDefault : (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
     customer: ({ context }) => config.customer(context),
     // Left out without a resolver, so core skips the step on every request of a platform-only app.
     ...(account === undefined ? {} : { account: ({ context }: RouteExchange) => account(context) }),
@@ -158,6 +166,11 @@ export class MeterUsageInterceptor implements NestInterceptor {
   private readonly routes = new RouteCache<RouteMetering | typeof SKIPPED | undefined>();
   /** The same for the guard, which leaves routes carrying this interceptor to it (undefined for them). */
   private readonly guardedRoutes = new RouteCache<RouteMetering | typeof SKIPPED | undefined>();
+  // Made once and handed to the caches and to whenResponseDone(): no closure per request.
+  private readonly lookUpRouteOnce = (handler: object, controller: object): RouteMetering | typeof SKIPPED | undefined => this.lookUpRoute(handler, controller);
+  private readonly lookUpGuardedRouteOnce = (handler: object, controller: object): RouteMetering | typeof SKIPPED | undefined =>
+    appliesInterceptor(handler, controller) ? undefined : this.routes.get(handler, controller, this.lookUpRouteOnce);
+  private readonly guardedResponseDone = (guarded: GuardedRequest): void => this.onGuardedResponseDone(guarded);
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
@@ -177,7 +190,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
    */
   meterFromGuard(context: ExecutionContext, recordsPasses: boolean): GuardedRequest | undefined {
     try {
-      const route = this.guardedRoutes.get(context.getHandler(), context.getClass(), () => this.lookUpGuardedRoute(context));
+      const route = this.guardedRoutes.get(context.getHandler(), context.getClass(), this.lookUpGuardedRouteOnce);
       if (route === undefined) return undefined;
       // getArgByIndex, not switchToHttp(): that one assigns three new closures to the context on every call.
       const request = context.getArgByIndex<object>(0);
@@ -192,8 +205,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
       }
       const response = context.getArgByIndex<object>(1);
       const rawResponse = nodeResponse(response);
-      // Tracked from now, as the interceptor's requests are: flush() and shutdown wait for a request still running.
-      const guarded: GuardedRequest = {
+      // Tracked from now, as the interceptor's requests are: flush() and shutdown wait for a request
+      // still running. The record is its own in-flight entry and what the response's end is called with.
+      const guarded = this.inFlight.add<GuardedRequest>({
         context,
         route,
         request,
@@ -203,9 +217,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
         handler: RAN,
         passed: !recordsPasses,
         arrivedAt: Date.now(),
-        entry: this.inFlight.begin(),
-      };
-      whenResponseDone(rawResponse, () => this.guardedResponseDone(guarded));
+        waiters: undefined,
+      });
+      whenResponseDone(rawResponse, this.guardedResponseDone, guarded);
       return guarded;
     } catch (error) {
       this.logger.error(`Could not watch a request to ${context.getClass().name}.${context.getHandler().name}: ${error instanceof Error ? error.message : String(error)}`);
@@ -214,8 +228,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
   }
 
   /** Bills a request metered from the guard once its response is over, unless a later guard said no. */
-  private guardedResponseDone(guarded: GuardedRequest): void {
+  private onGuardedResponseDone(guarded: GuardedRequest): void {
     const { rawResponse } = guarded;
+    if (rawResponse.writableEnded) {
+      this.billGuarded(guarded, 'completed');
+      return;
+    }
     const graceMs = this.config.abortGraceMs;
     const ending = endingAtClose(rawResponse.writableEnded, rawResponse.headersSent, graceMs, () => {
       const handler = whenHandlerEnds(rawResponse);
@@ -229,11 +247,24 @@ export class MeterUsageInterceptor implements NestInterceptor {
     // A guard after ours that said no: Nest answered with its exception, and nothing is billed.
     if (!guarded.passed) {
       forgetPass(guarded.response);
-      this.inFlight.end(guarded.entry);
+      this.endGuarded(guarded);
       return;
     }
-    const end = (): void => this.inFlight.end(guarded.entry);
-    void meterRequest(this.metering, guarded, guarded.arrivedAt, ending).then(end, end);
+    // Settled at once when every answer is synchronous: no promise, no closure (never rejects).
+    const outcome = meterRequestNow(this.metering, guarded, guarded.arrivedAt, ending);
+    if (typeof outcome === 'string') this.endGuarded(guarded);
+    else void outcome.then(() => this.endGuarded(guarded));
+  }
+
+  /**
+   * The request's metering is over: its claim leaves core's registry, where every entry left is one
+   * the garbage collector visits until the request is collected (~7% of a Nest-on-Fastify hello
+   * world's throughput, bench/NOTES.md), and flush() stops waiting for it. Only here, on the guard's
+   * path: a route with the interceptor keeps its claim for the request's lifetime.
+   */
+  private endGuarded(guarded: GuardedRequest): void {
+    releaseClaim(guarded.rawRequest);
+    this.inFlight.end(guarded);
   }
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -348,19 +379,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * method's decorators win over its controller's.
    */
   private routeOf(context: ExecutionContext): RouteMetering | typeof SKIPPED | undefined {
-    const handler = context.getHandler();
-    const controller = context.getClass();
-    return this.routes.get(handler, controller, () => this.lookUpRoute(handler, controller));
+    return this.routes.get(context.getHandler(), context.getClass(), this.lookUpRouteOnce);
   }
 
-  private lookUpGuardedRoute(context: ExecutionContext): RouteMetering | typeof SKIPPED | undefined {
-    const handler = context.getHandler();
-    const controller = context.getClass();
-    return appliesInterceptor(handler, controller) ? undefined : this.routeOf(context);
-  }
-
-  private lookUpRoute(handler: ReturnType<ExecutionContext['getHandler']>, controller: ReturnType<ExecutionContext['getClass']>): RouteMetering | typeof SKIPPED | undefined {
-    const levels = [handler, controller];
+  private lookUpRoute(handler: object, controller: object): RouteMetering | typeof SKIPPED | undefined {
+    // What the caches were given: ExecutionContext's getHandler() and getClass().
+    const levels = [handler, controller] as Array<ReturnType<ExecutionContext['getHandler']>>;
     for (const target of levels) {
       if (this.reflector.get<boolean | undefined>(SKIP_METERING_METADATA, target) === true) return SKIPPED;
       const metering = this.reflector.get<RouteMetering | undefined>(METER_USAGE_METADATA, target);

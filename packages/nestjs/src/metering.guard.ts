@@ -45,7 +45,7 @@ export class MeteringGuard implements CanActivate, OnModuleInit {
     const status = adapter.status;
     adapter.status = function (this: StatusAdapter, response: unknown, statusCode: number): unknown {
       markPassed(response);
-      return Reflect.apply(status, this, [response, statusCode]);
+      return status.call(this, response, statusCode);
     };
     adapter[WRAPPED] = true;
   }

@@ -1,6 +1,6 @@
 // End-to-end: the fixture app on Express and on Fastify, metered against the fake Stripe.
 import 'reflect-metadata';
-import { MeterAdapterError, MeterReporter } from '@metered/core';
+import { MeterAdapterError, MeterReporter, getRequestUsage } from '@metered/core';
 import type { MeterError } from '@metered/core';
 import { Injectable } from '@nestjs/common';
 import type { ExecutionContext, INestApplication } from '@nestjs/common';
@@ -427,6 +427,30 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
         await app.close();
       }
     });
+  });
+
+  it("lets go of its claim on a request metered from the guard once it is billed or refused (no entry left in core's claim registry)", async () => {
+    const seen: object[] = [];
+    const app = await startApp({
+      platform,
+      // Express's request on platform-express, Node's own on platform-fastify: the objects claims are made on.
+      configure: (nest) =>
+        nest.use((req: object, _res: unknown, next: () => void) => {
+          seen.push(req);
+          next();
+        }),
+      metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }),
+    });
+    try {
+      await request(app.getHttpServer()).get('/items').set('x-api-key', 'key_alice').expect(200);
+      await request(app.getHttpServer()).get('/items').expect(401);
+      await settle(app);
+      expect(billed()).toEqual([['cus_alice', 'api_requests', '1']]);
+      expect(seen).toHaveLength(2);
+      for (const req of seen) expect(getRequestUsage(req).claimed).toBeUndefined();
+    } finally {
+      await app.close();
+    }
   });
 
   if (platform === 'express') {
