@@ -1,13 +1,15 @@
 // Nest servers head to head, simultaneous rounds: what metering costs on its own, and what a change pays.
 //
-//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR]
+//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR] [--after DIR]
 //
 // Each A:B pair names two servers of bench/roles/nest-server.ts and prints B ÷ A throughput (median of
 // the simultaneous rounds, each round's ratio, and each one's CPU per request). Names: bare, noop-guard,
 // noop-interceptor, metered, metered-no-delivery (report() only counts: the adapter's own cost, without
 // the reporter); `before` and `before-no-delivery` are the same two metered variants with the
 // @metered/nestjs built in DIR (a directory whose node_modules holds that build, e.g. the committed
-// code before a change, with @nestjs/* and @metered/core linked to this checkout's).
+// code before a change, with @nestjs/* and @metered/core linked to this checkout's); `after` and
+// `after-no-delivery` the same with the build in --after DIR (both sides built outside this checkout, so
+// that what others change in it meanwhile is in neither).
 //
 // e.g. bare:metered-no-delivery bare:metered before:metered
 import { placement, pinTools } from './lib/placement';
@@ -32,17 +34,18 @@ async function main(): Promise<void> {
   const pairs = args.slice(1).filter((arg) => arg.includes(':')).map((arg) => arg.split(':') as [string, string]);
   const rounds = Number(option(args, 'rounds') ?? 6);
   const seconds = Number(option(args, 'seconds') ?? 3);
-  const before = option(args, 'before');
+  const builds: Record<string, string | undefined> = { before: option(args, 'before'), after: option(args, 'after') };
   pinTools();
   const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
   const servers = new Map<string, Child<ServerReady>>();
   const server = async (name: string): Promise<Child<ServerReady>> => {
     const running = servers.get(name);
     if (running !== undefined) return running;
-    const old = name === 'before' || name.startsWith('before-');
-    if (old && before === undefined) throw new Error(`${name} needs --before DIR`);
-    const variant = old ? name.replace(/^before/, 'metered') : name;
-    const started = await Child.start<ServerReady>('roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom: old ? before : undefined } });
+    const build = /^(before|after)(?:-|$)/.exec(name)?.[1];
+    const nestjsFrom = build === undefined ? undefined : builds[build];
+    if (build !== undefined && nestjsFrom === undefined) throw new Error(`${name} needs --${build} DIR`);
+    const variant = build === undefined ? name : name.replace(/^(before|after)/, 'metered');
+    const started = await Child.start<ServerReady>('roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom } });
     servers.set(name, started);
     return started;
   };

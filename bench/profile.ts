@@ -1,7 +1,8 @@
 // Profiles a server variant under load and prints where its CPU time goes per request, by package and by function.
 //
-//   npx tsx --tsconfig bench/tsconfig.run.json bench/profile.ts <express|nest-express|nest-fastify> <bare|metered> [--seconds 10] [--save file]
+//   npx tsx --tsconfig bench/tsconfig.run.json bench/profile.ts <express|nest-express|nest-fastify> <bare|metered|VARIANT> [--seconds 10] [--save file]
 //
+// VARIANT is any variant the server's role knows (nest-server.ts: noop-guard, metered-no-delivery, …).
 // The profile covers only the measured window, after a warm-up; --save keeps the .cpuprofile for
 // Chrome DevTools or speedscope.
 import { writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import type { CpuProfile } from './lib/profiler';
 import type { FakeReady } from './roles/fake-stripe';
 import { startServer } from './scenarios/servers';
 import type { ServerKind } from './scenarios/servers';
+import type { ServerVariant } from './roles/shared';
 
 /** Libraries only the metering code uses in these servers (the hello-world path needs none of them). */
 const METERING_DEPENDENCIES = new Set(['on-finished', 'ee-first', 'undici']);
@@ -114,7 +116,8 @@ async function main(): Promise<void> {
   const seconds = Number(flag('seconds') ?? 10);
   pinTools();
   const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
-  const server = await startServer(kind, variant === 'metered' ? 'metered' : 'bare', fake.ready);
+  // Any variant the role knows; the role itself refuses one it does not.
+  const server = await startServer(kind, variant as ServerVariant, fake.ready);
   await load(server.ready.url, { connections: 10, seconds: 8 });
   await server.call('profileStart');
   const result = await load(server.ready.url, { connections: 10, seconds });
