@@ -232,6 +232,23 @@ it('an aborted signal cancels the request the worker holds', async () => {
   }
 });
 
+it('after close(), a request is refused as a closed agent refuses it (retriable UND_ERR_CLOSED), not sent from a new agent', async () => {
+  const watch = mainThreadRequests();
+  const config = resolveConfig({ apiKey: stripe.fake.apiKey });
+  const worker = new WorkerDispatcher({ agent: agentOptions(1), maxResponseBytes: MAX_RESPONSE_BYTES, onLost: () => undefined });
+  const http = new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => undefined }, worker);
+  try {
+    await http.post(stripe.fake.url, '/v2/billing/meter_event_session', { bearer: stripe.fake.apiKey, body: {} });
+    await http.close();
+    expect(deliveryWorkers.size).toBe(0);
+    await expect(http.post(stripe.fake.url, '/v2/billing/meter_event_session', { bearer: stripe.fake.apiKey, body: {} })).rejects.toMatchObject({ code: 'UND_ERR_CLOSED' });
+    expect(watch.count()).toBe(0);
+    expect(stripe.fake.requests()).toHaveLength(1);
+  } finally {
+    watch.stop();
+  }
+});
+
 it('lets a script that never calls close() deliver everything and exit: the worker holds the process only while a request is in flight', async () => {
   const core = JSON.stringify(path.resolve(__dirname, '../src/index.ts'));
   const script = `
