@@ -1,5 +1,5 @@
 // report() refuses every input Stripe would refuse, with a code naming the field and the rule, and enqueues nothing.
-import { MeterReporter, MeterValidationError } from '@metered/core';
+import { MeterReporter, MeterValidationError, validateMeterEvent } from '@metered/core';
 import type { MeterEventInput } from '@metered/core';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -120,6 +120,12 @@ describe('timestamp', () => {
 });
 
 describe('names and identifiers', () => {
+  it('refuses a bad customer id right after a good one (only the last id that passed is remembered)', () => {
+    for (const good of ['cus_ok', 'cus_', 'cus_ok']) expect(validateMeterEvent({ ...base, customerId: good }).customerId).toBe(good);
+    for (const bad of ['', ' cus_ok', 'cus_ok ', 'cus_\u0007ok', 'cus_ok\u0085']) expect(refusal({ ...base, customerId: bad }).code).toBe('ERR_METER_INVALID_CUSTOMER');
+    expect(validateMeterEvent({ ...base, customerId: 'cus_ok' }).customerId).toBe('cus_ok');
+  });
+
   it.each([
     ['eventName', { ...base, eventName: '' }, 'ERR_METER_INVALID_EVENT_NAME'],
     ['eventName', { ...base, eventName: 'x'.repeat(101) }, 'ERR_METER_INVALID_EVENT_NAME'],

@@ -10,6 +10,11 @@ describe('isoTimestamp', () => {
     times.push(start - 86_400_000 * 34, start + 1000, start, start + 0.75, start + 999.999, Date.UTC(2028, 1, 29, 12, 0, 0, 5));
     for (const ms of times) expect(isoTimestamp(ms)).toBe(new Date(ms).toISOString());
   });
+
+  it('gives events of the same millisecond the same string, and the next millisecond its own', () => {
+    const at = Date.UTC(2026, 10, 25, 12, 0, 0, 7);
+    for (const ms of [at, at, at + 0.4, at + 1, at + 1, at, at + 1000, at + 1000]) expect(isoTimestamp(ms)).toBe(new Date(ms).toISOString());
+  });
 });
 
 describe('encodeStreamBody', () => {
@@ -26,6 +31,17 @@ describe('encodeStreamBody', () => {
     expect(encodeStreamBody(batch, 'stripe_customer_id', 'value')).toBe(generic(batch, 'stripe_customer_id', 'value'));
     expect(encodeStreamBody(batch, 'customer "key"', 'amount')).toBe(generic(batch, 'customer "key"', 'amount'));
     expect(encodeStreamBody([], 'stripe_customer_id', 'value')).toBe('{"events":[]}');
+  });
+
+  it('quotes each event name and customer as its own, in runs of one and when they alternate with strings to escape', () => {
+    const event = (eventName: string, customerId: string, i: number): MeterEvent => ({ eventName, customerId, value: '1', timestamp: at + i, identifier: `mtr_b_${i}`, dimensions: undefined });
+    const names = ['api_requests', 'api_requests', 'tokens "in"', 'api_requests', 'a\\b', 'a\\b', 'api_requests'];
+    const customers = ['cus_1', 'cus_1', 'cus_1', 'cus_"2"', 'cus_"2"', 'cus_1', 'cus_\n3'];
+    const mixed = names.map((name, i) => event(name, customers[i]!, i));
+    expect(encodeStreamBody(mixed, 'stripe_customer_id', 'value')).toBe(generic(mixed, 'stripe_customer_id', 'value'));
+    // A second body starts from what the first left remembered.
+    const again = [event('a\\b', 'cus_\n3', 9), event('api_requests', 'cus_1', 10)];
+    expect(encodeStreamBody(again, 'stripe_customer_id', 'value')).toBe(generic(again, 'stripe_customer_id', 'value'));
   });
 
   it('keeps JSON.stringify key order when a payload key is integer-like', () => {

@@ -34,6 +34,8 @@ export class LedgerCells {
   private readonly current = new Map<string, Map<string, LedgerCell>>();
   private lastValue = '';
   private lastValueBig = 0n;
+  /** The cell the last event went to: a run of one customer × event name × hour needs no lookup. */
+  private lastCell: LedgerCell | undefined;
 
   add(event: MeterEvent, column: LedgerColumn): void {
     const cell = this.cellFor(event);
@@ -60,6 +62,7 @@ export class LedgerCells {
     cell.sums[i]! -= this.lastValueBig;
     if (cell.counts.some((count) => count !== 0)) return;
     this.cells.delete(cellKey(cell.hour, cell.customerId, cell.eventName));
+    if (this.lastCell === cell) this.lastCell = undefined;
     const byEvent = this.current.get(cell.customerId);
     if (byEvent?.get(cell.eventName) !== cell) return;
     byEvent.delete(cell.eventName);
@@ -69,6 +72,19 @@ export class LedgerCells {
   /** The event's cell (created when new), with its value parsed into `lastValueBig`. */
   private cellFor(event: MeterEvent): LedgerCell {
     const hour = event.timestamp - (event.timestamp % HOUR_MS);
+    let cell = this.lastCell;
+    if (cell === undefined || cell.hour !== hour || cell.customerId !== event.customerId || cell.eventName !== event.eventName) {
+      cell = this.currentCell(event, hour);
+      this.lastCell = cell;
+    }
+    if (event.value !== this.lastValue) {
+      this.lastValueBig = BigInt(event.value);
+      this.lastValue = event.value;
+    }
+    return cell;
+  }
+
+  private currentCell(event: MeterEvent, hour: number): LedgerCell {
     let byEvent = this.current.get(event.customerId);
     if (byEvent === undefined) {
       byEvent = new Map();
@@ -80,10 +96,6 @@ export class LedgerCells {
       // Events of an earlier hour (a late timestamp) do not displace the current one.
       const shown = byEvent.get(event.eventName);
       if (shown === undefined || shown.hour < hour) byEvent.set(event.eventName, cell);
-    }
-    if (event.value !== this.lastValue) {
-      this.lastValueBig = BigInt(event.value);
-      this.lastValue = event.value;
     }
     return cell;
   }
@@ -118,6 +130,7 @@ export class LedgerCells {
   clear(): void {
     this.cells.clear();
     this.current.clear();
+    this.lastCell = undefined;
   }
 }
 

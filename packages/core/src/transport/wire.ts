@@ -14,10 +14,14 @@ export interface WireMeterEvent {
 // their second, so the part up to the second is formatted once per second.
 let cachedSecond = Number.NaN;
 let cachedPrefix = '';
+// Events reported in the same millisecond (a busy server's) share the whole string.
+let cachedMs = Number.NaN;
+let cachedTimestamp = '';
 
 /** The RFC 3339 form of epoch milliseconds, exactly as `new Date(ms).toISOString()` writes it. */
 export function isoTimestamp(ms: number): string {
   const time = Math.trunc(ms);
+  if (time === cachedMs) return cachedTimestamp;
   const second = Math.floor(time / 1000);
   if (second !== cachedSecond) {
     // "2026-11-25T15:16:00." — everything before the milliseconds.
@@ -25,7 +29,9 @@ export function isoTimestamp(ms: number): string {
     cachedSecond = second;
   }
   const milli = time - second * 1000;
-  return `${cachedPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+  cachedTimestamp = `${cachedPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+  cachedMs = time;
+  return cachedTimestamp;
 }
 
 /** Encodes an accepted event under the meter's payload keys. */
@@ -57,6 +63,23 @@ function quote(text: string): string {
   return `"${text}"`;
 }
 
+/** `quote()` with the last string remembered: a batch's events mostly share their event name and customer. */
+class QuoteCache {
+  private text = '';
+  private quoted = '""';
+
+  of(text: string): string {
+    if (text !== this.text) {
+      this.quoted = quote(text);
+      this.text = text;
+    }
+    return this.quoted;
+  }
+}
+
+const eventNames = new QuoteCache();
+const customers = new QuoteCache();
+
 /**
  * The body of one meter_event_stream request, byte for byte what
  * `JSON.stringify({ events: batch.map((e) => toWireEvent(e, customerKey, valueKey)) })` writes.
@@ -78,7 +101,7 @@ export function encodeStreamBody(batch: readonly MeterEvent[], customerKey: stri
       continue;
     }
     // A value is digits and a timestamp is RFC 3339 (both checked by report()): nothing in them to escape.
-    body += `{"event_name":${quote(event.eventName)},"identifier":${quote(event.identifier)},"timestamp":"${isoTimestamp(event.timestamp)}","payload":{${customerField}:${quote(event.customerId)}${valueField}${event.value}"}}`;
+    body += `{"event_name":${eventNames.of(event.eventName)},"identifier":${quote(event.identifier)},"timestamp":"${isoTimestamp(event.timestamp)}","payload":{${customerField}:${customers.of(event.customerId)}${valueField}${event.value}"}}`;
   }
   return `${body}]}`;
 }
