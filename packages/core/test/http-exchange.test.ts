@@ -1,4 +1,5 @@
 // StripeHttp's exchange over undici's dispatch handler: deadlines and aborts that end a request still waiting for a connection, answers read whole.
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
@@ -86,6 +87,33 @@ it('an abort of the caller’s signal ends a queued request at once with the sig
     server.release();
     expect(await first).toEqual({});
     expect(server.seen).toEqual(['/first']);
+  } finally {
+    await agent.close();
+    await server.close();
+  }
+});
+
+it('exchanges on one signal share one abort listener: an abort ends those in flight, not those already answered', async () => {
+  const server = await holdingServer({ status: 200, body: '{}' });
+  const agent = new Agent({ connections: 4 });
+  const client = clientFor(server.url, agent);
+  const controller = new AbortController();
+  const { signal } = controller;
+  try {
+    const answered = client.post(server.url, '/answered', { bearer: KEY, body: {}, signal });
+    await server.waitForRequests(1);
+    expect(getEventListeners(signal, 'abort')).toHaveLength(1);
+    server.release();
+    expect(await answered).toEqual({});
+    const pending = ['/a', '/b', '/c'].map((path) => client.post(server.url, path, { bearer: KEY, body: {}, signal }).catch((error: unknown) => error));
+    await server.waitForRequests(4);
+    expect(getEventListeners(signal, 'abort')).toHaveLength(1);
+    const reason = new Error('shutting down');
+    controller.abort(reason);
+    expect(await Promise.all(pending)).toEqual([reason, reason, reason]);
+    // A signal already aborted ends a new exchange at once, before any dispatch.
+    await expect(client.post(server.url, '/late', { bearer: KEY, body: {}, signal })).rejects.toBe(reason);
+    expect(server.seen).toEqual(['/answered', '/a', '/b', '/c']);
   } finally {
     await agent.close();
     await server.close();
