@@ -1,5 +1,5 @@
 // meterUsage(): the Express middleware that turns each handled request into one meter event.
-import { claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, reportMeteringFailure, requestUsageOf, verifyAtStartup, whenHandlerEnds, whenResponseDone } from '@metered/core';
+import { claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, reportMeteringFailure, requestUsageOf, verifyAtStartup, whenHandlerEnds, whenResponseDone } from '@metered/core';
 import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding, VerifyMetersResult } from '@metered/core';
 import type { NextFunction, Request, Response } from 'express';
 import { resolveOptions } from './config';
@@ -108,6 +108,16 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     }
   }
 
+  /**
+   * The request's metering is over: counted, and its claim out of core's registry. A claim left there
+   * is an entry the garbage collector visits until the request is collected (bench/NOTES.md); every
+   * middleware that could claim the request again ran before its response was sent.
+   */
+  function settle(req: Request, outcome: RequestMeteringOutcome): void {
+    releaseClaim(req);
+    record(outcome);
+  }
+
   /** How the response ended: by the handler, or by a client that left after or before it started. */
   function endingOf(res: Response): ResponseEnding | Promise<ResponseEnding> {
     // Ended by the handler (nearly every response): settled without the callback below.
@@ -124,25 +134,39 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     // Every answer synchronous (the common case): the outcome at once, no promise to track.
     const metered = typeof ending === 'string' ? meterRequestNow(adapter, { req, res }, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, { req, res }, arrivedAt, e));
     if (typeof metered === 'string') {
-      record(metered);
+      settle(req, metered);
       return;
     }
     // One settle callback rather than then() plus finally(): two promises fewer per request.
     const work: Promise<void> = metered.then(
       (outcome) => {
         settling.delete(work);
-        record(outcome);
+        settle(req, outcome);
       },
       () => {
         settling.delete(work);
-        record('error');
+        settle(req, 'error');
       },
     );
     settling.add(work);
   }
 
+  let toldLate = false;
+
   function meterUsageMiddleware(req: Request, res: Response, next: NextFunction): void {
     counts.seen += 1;
+    // A response already sent: a mount reached after the route answered, where a first mount may
+    // already have billed the request and let go of its claim (settle()). Never billed from here.
+    if (res.writableEnded) {
+      counts.skipped.duplicate += 1;
+      counts.skipped.total += 1;
+      if (!toldLate) {
+        toldLate = true;
+        reportMeteringFailure(adapter, { req, res }, 'claiming the request', new Error('its response had already been sent when this meterUsage() saw it, so it is not billed here (mount meterUsage() once, before the routes)'));
+      }
+      next();
+      return;
+    }
     if (!claimRequest(req)) {
       counts.skipped.duplicate += 1;
       counts.skipped.total += 1;

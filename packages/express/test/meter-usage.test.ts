@@ -199,6 +199,33 @@ describe.each(EXPRESS_VERSIONS)('meterUsage on %s', (_name, express) => {
     expect(mw.stats()).toMatchObject({ seen: 2, metered: 1, skipped: { duplicate: 1, total: 1 } });
   });
 
+  it('emits one event when a second mount is reached after the first has billed the request and let go of its claim', async () => {
+    const { reporter, errors } = reporterFor(suite.fake);
+    const first = meterUsage({ reporter, eventName: 'api_requests' });
+    const late = meterUsage({ reporter, eventName: 'api_requests' });
+    try {
+      const app = buildApp(express, [first], (a) => {
+        // An anti-pattern apps have: next() after answering, here once the first mount's metering settled.
+        a.get('/v1/late', (_req, res, next) => {
+          res.once('finish', () => setImmediate(next));
+          res.send('ok');
+        });
+        a.use(late, (_req: Request, _res: Response, next: NextFunction) => next());
+      });
+      await request(app).get('/v1/late').set(ALICE).expect(200);
+      await request(app).get('/v1/late').set(ALICE).expect(200);
+      await first.flush();
+      await late.flush();
+      expect(billed(suite.fake)).toHaveLength(2);
+      expect(first.stats()).toMatchObject({ metered: 2 });
+      expect(late.stats()).toMatchObject({ seen: 2, metered: 0, skipped: { duplicate: 2 } });
+      // Told once, with the rule, through onError.
+      expect(errors.map((e) => e.message)).toEqual([expect.stringContaining('its response had already been sent')]);
+    } finally {
+      await reporter.close();
+    }
+  });
+
   it('emits one event when one middleware is mounted app-wide and another on the route', async () => {
     const appLevel = meter();
     const { reporter } = reporterFor(suite.fake);
