@@ -102,10 +102,12 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     counts.inProgress -= 1;
     if (outcome === 'metered') counts.metered += 1;
     else if (outcome === 'error') counts.errors += 1;
-    else {
-      counts.skipped[outcome] += 1;
-      counts.skipped.total += 1;
-    }
+    else countSkip(outcome);
+  }
+
+  function countSkip(reason: keyof Omit<MeteringStats['skipped'], 'total'>): void {
+    counts.skipped[reason] += 1;
+    counts.skipped.total += 1;
   }
 
   /**
@@ -158,8 +160,7 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     // A response already sent: a mount reached after the route answered, where a first mount may
     // already have billed the request and let go of its claim (settle()). Never billed from here.
     if (res.writableEnded) {
-      counts.skipped.duplicate += 1;
-      counts.skipped.total += 1;
+      countSkip('duplicate');
       if (!toldLate) {
         toldLate = true;
         reportMeteringFailure(adapter, { req, res }, 'claiming the request', new Error('its response had already been sent when this meterUsage() saw it, so it is not billed here (mount meterUsage() once, before the routes)'));
@@ -168,8 +169,7 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
       return;
     }
     if (!claimRequest(req)) {
-      counts.skipped.duplicate += 1;
-      counts.skipped.total += 1;
+      countSkip('duplicate');
       next();
       return;
     }
