@@ -45,7 +45,7 @@ export {
   identifierFromIdempotencyKey,
   withTimeout,
 } from './request-metering';
-export type { RequestMeteringState } from './request-metering';
+export type { EndableResponse, RequestMeteringState } from './request-metering';
 export { eventsOfRequest, requestBaseIdentifier } from './request-events';
 export { METRICS_SCOPE } from './metrics/metrics';
 export { MAX_AGGREGATE_WINDOW_MS, DEFAULT_AGGREGATE_GRACE_MS } from './aggregate/options';

@@ -52,26 +52,37 @@ function stateOf(req: object): RequestMeteringState {
 const CLAIMS_KEY = Symbol.for('@metered/claimed-requests');
 const claims: WeakSet<object> = ((globalThis as { [CLAIMS_KEY]?: WeakSet<object> })[CLAIMS_KEY] ??= new WeakSet<object>());
 
+/** What the claim rules read of a response: whether its handler has ended it. */
+export interface EndableResponse {
+  readonly writableEnded?: boolean;
+}
+
 /**
  * Takes charge of metering `req`. Returns true for the first caller only, so that a middleware
- * mounted twice, or Express middleware plus a Nest interceptor, still emit one event.
+ * mounted twice, or Express middleware plus a Nest interceptor, still emit one event. Given the
+ * response, it also refuses one that has already ended: a mount reached after the route answered
+ * (`next()` after `res.send()`), where a first mount may already have billed the request and let go
+ * of its claim (`releaseClaim`).
  */
-export function claimRequest(req: object): boolean {
+export function claimRequest(req: object, res?: EndableResponse): boolean {
   if (claims.has(req)) return false;
   // A claim made by an older copy of this package, which marked the request's own state.
   if ((req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE]?.claimed === true) return false;
+  if (res?.writableEnded === true) return false;
   claims.add(req);
   return true;
 }
 
 /**
- * Ends the claim on `req` once its metering is over (its response sent and reported): every claim
- * that stays in the registry is an entry the garbage collector must visit until the request itself is
- * collected, and that cost every request of a Nest-on-Fastify hello world ~8% of its throughput
- * (bench/NOTES.md). Only the adapter that claimed `req` calls this, after the last read of the claim.
+ * Ends the claim on `req` once its metering is over: every claim that stays in the registry is an
+ * entry the garbage collector must visit until the request itself is collected, and that cost every
+ * request of a Nest-on-Fastify hello world ~8% of its throughput (bench/NOTES.md). Only a response its
+ * handler ended lets go (a later mount then sees it ended, above); one whose client left first keeps
+ * its claim, since the route may still reach another mount, which must not bill it. Only the adapter
+ * that claimed `req` calls this, after the last read of the claim.
  */
-export function releaseClaim(req: object): void {
-  claims.delete(req);
+export function releaseClaim(req: object, res: EndableResponse): void {
+  if (res.writableEnded === true) claims.delete(req);
 }
 
 /**

@@ -142,13 +142,26 @@ describe('claimRequest', () => {
     expect(getRequestUsage({})).toEqual({});
   });
 
-  it('is given up by releaseClaim() once the request is metered: the registry keeps no entry for it', () => {
+  it('is given up by releaseClaim() once the response ended: the registry keeps no entry for it', () => {
     const req = {};
     expect(claimRequest(req)).toBe(true);
-    releaseClaim(req);
+    releaseClaim(req, { writableEnded: true });
     expect(getRequestUsage(req)).toEqual({});
     expect(claimRequest(req)).toBe(true);
     expect(claimRequest(req)).toBe(false);
+  });
+
+  it('keeps the claim of a response its client abandoned (not ended), so that a later mount cannot bill it', () => {
+    const req = {};
+    expect(claimRequest(req)).toBe(true);
+    releaseClaim(req, { writableEnded: false });
+    expect(getRequestUsage(req)).toEqual({ claimed: true });
+    expect(claimRequest(req, { writableEnded: false })).toBe(false);
+  });
+
+  it('refuses to claim a request whose response already ended (a mount reached after the route answered)', () => {
+    expect(claimRequest({}, { writableEnded: true })).toBe(false);
+    expect(claimRequest({}, { writableEnded: false })).toBe(true);
   });
 
   it('is shared with every copy of core in the process, and honours a claim an older copy marked on the request', () => {

@@ -111,12 +111,12 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
   }
 
   /**
-   * The request's metering is over: counted, and its claim out of core's registry. A claim left there
-   * is an entry the garbage collector visits until the request is collected (bench/NOTES.md); every
-   * middleware that could claim the request again ran before its response was sent.
+   * The request's metering is over: counted, and its claim out of core's registry once its response
+   * ended (a claim left there is an entry the garbage collector visits until the request is collected,
+   * bench/NOTES.md). A later mount is refused by `claimRequest(req, res)` for that ended response.
    */
-  function settle(req: Request, outcome: RequestMeteringOutcome): void {
-    releaseClaim(req);
+  function settle(req: Request, res: Response, outcome: RequestMeteringOutcome): void {
+    releaseClaim(req, res);
     record(outcome);
   }
 
@@ -136,18 +136,18 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     // Every answer synchronous (the common case): the outcome at once, no promise to track.
     const metered = typeof ending === 'string' ? meterRequestNow(adapter, { req, res }, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, { req, res }, arrivedAt, e));
     if (typeof metered === 'string') {
-      settle(req, metered);
+      settle(req, res, metered);
       return;
     }
     // One settle callback rather than then() plus finally(): two promises fewer per request.
     const work: Promise<void> = metered.then(
       (outcome) => {
         settling.delete(work);
-        settle(req, outcome);
+        settle(req, res, outcome);
       },
       () => {
         settling.delete(work);
-        settle(req, 'error');
+        settle(req, res, 'error');
       },
     );
     settling.add(work);
@@ -157,19 +157,13 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
 
   function meterUsageMiddleware(req: Request, res: Response, next: NextFunction): void {
     counts.seen += 1;
-    // A response already sent: a mount reached after the route answered, where a first mount may
-    // already have billed the request and let go of its claim (settle()). Never billed from here.
-    if (res.writableEnded) {
+    if (!claimRequest(req, res)) {
       countSkip('duplicate');
-      if (!toldLate) {
+      // Refused because its response was already sent: a mount reached after the route answered.
+      if (res.writableEnded && !toldLate) {
         toldLate = true;
         reportMeteringFailure(adapter, { req, res }, 'claiming the request', new Error('its response had already been sent when this meterUsage() saw it, so it is not billed here (mount meterUsage() once, before the routes)'));
       }
-      next();
-      return;
-    }
-    if (!claimRequest(req)) {
-      countSkip('duplicate');
       next();
       return;
     }

@@ -1,7 +1,7 @@
 // Aborted requests: a response that had started is billed; one whose client left before it started is not (unless billAborted or abortGraceMs).
 import http from 'node:http';
 import type { Server } from 'node:http';
-import { setRequestUsage } from '@metered/express';
+import { meterUsage, setRequestUsage } from '@metered/express';
 import type { MeteringMiddleware, MeteringMiddlewareOptions } from '@metered/express';
 import type { Request, Response } from 'express';
 import onFinished from 'on-finished';
@@ -109,6 +109,38 @@ describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
     await metering.flush();
     expect(billed(suite.fake)).toEqual([]);
     expect(metering.stats().skipped.aborted).toBe(1);
+  });
+
+  it('keeps the claim of a request its client abandoned: a route-level mount reached afterwards does not bill it again', async () => {
+    const appLevel = suite.meter({ billAborted: true });
+    const routeLevel = meterUsage({ reporter: appLevel.reporter, eventName: 'exports' });
+    const arrived = deferred();
+    const closed = deferred();
+    const release = deferred();
+    const app = buildApp(express, [appLevel], (a) => {
+      // Holds the request until its client has left and the app-level mount has billed it.
+      a.use((_req, res, next) => {
+        // Node emits the response's 'close' before the connection's other listeners (the mount's among them) run.
+        res.once('close', () => setImmediate(() => closed.resolve()));
+        arrived.resolve();
+        void release.promise.then(() => next());
+      });
+      a.get('/v1/work', routeLevel, (_req, res) => res.json({ done: true }));
+    });
+    server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server!.once('listening', () => resolve()));
+    const client = http.request({ host: '127.0.0.1', port: portOf(server.address()), path: '/v1/work', headers: ALICE });
+    client.on('error', () => undefined); // the socket is destroyed on purpose
+    client.end();
+    await arrived.promise;
+    client.destroy();
+    await closed.promise;
+    expect(appLevel.stats()).toMatchObject({ metered: 1, inProgress: 0 });
+    release.resolve();
+    await appLevel.flush();
+    await routeLevel.flush();
+    expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
+    expect(routeLevel.stats()).toMatchObject({ seen: 1, metered: 0, skipped: { duplicate: 1 } });
   });
 
   it('bills an aborted request with billAborted: true', async () => {

@@ -263,7 +263,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * path: a route with the interceptor keeps its claim for the request's lifetime.
    */
   private endGuarded(guarded: GuardedRequest): void {
-    releaseClaim(guarded.rawRequest);
+    releaseClaim(guarded.rawRequest, guarded.rawResponse);
     this.inFlight.end(guarded);
   }
 
