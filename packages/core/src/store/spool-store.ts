@@ -572,7 +572,26 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
         this.pendingCells.addSettled(event, outcome);
       }
     }
+    this.dropSettledSlots();
     this.scheduleCommit();
+  }
+
+  /**
+   * Lets go of the emptied slots at the front of `pendingRows` (all of them once none holds an event):
+   * only a commit clears the array otherwise, and while writes fail delivery goes on settling events,
+   * which would leave one slot per event pushed since the failure began.
+   */
+  private dropSettledSlots(): void {
+    const rows = this.pendingRows;
+    if (this.pendingCount === 0) {
+      if (rows.length > 0) this.pendingRows = [];
+      return;
+    }
+    let settled = 0;
+    while (rows[settled] === undefined) settled += 1;
+    if (settled === 0) return;
+    rows.splice(0, settled);
+    this.pendingFrom += settled;
   }
 
   discard(events: readonly QueuedEvent[]): void {

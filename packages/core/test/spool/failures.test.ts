@@ -156,6 +156,44 @@ describe('a transient write failure', () => {
     again.close();
   });
 
+  it('holds no slot for events delivered while writes fail, and still writes the rest with their own ids', () => {
+    jest.useFakeTimers({ doNotFake: ['setImmediate'] });
+    const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool'), durability: 'turn', onError: () => undefined });
+    const internals = store as unknown as { writeAll: () => void; pendingRows: unknown[] };
+    const write = internals.writeAll;
+    let failing = true;
+    internals.writeAll = () => {
+      if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+      write();
+    };
+    const events = Array.from({ length: 1000 }, (_, i) => event(i));
+    for (const e of events) store.push(e);
+    store.commit();
+    expect(store.durable).toBe(false);
+    // Delivered in push order while the disk is failing: the slots go with them.
+    store.settle(events.slice(0, 600), 'delivered');
+    expect(internals.pendingRows).toHaveLength(400);
+    // Settled behind events still held: their slots keep the ids of the later pushes in place until the commit.
+    store.settle(events.slice(900), 'delivered');
+    expect(internals.pendingRows).toHaveLength(400);
+    failing = false;
+    jest.advanceTimersByTime(1000);
+    expect(store.durable).toBe(true);
+    store.close();
+    const again = SpoolStore.open({ path: store.path });
+    expect(again.recover(NOW).resend.map((e) => e.identifier)).toEqual(events.slice(600, 900).map((e) => e.identifier));
+    again.close();
+    // Once every held event is settled, nothing is left.
+    const drained = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool'), durability: 'turn' });
+    const more = [event(0), event(1)];
+    for (const e of more) drained.push(e);
+    drained.settle([more[1]!], 'delivered');
+    expect((drained as unknown as { pendingRows: unknown[] }).pendingRows).toHaveLength(2);
+    drained.settle([more[0]!], 'delivered');
+    expect((drained as unknown as { pendingRows: unknown[] }).pendingRows).toHaveLength(0);
+    drained.close();
+  });
+
   it('keeps the attempt marks made while writes failed: the rows reach the disk with them', () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate'] });
     const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool') });
