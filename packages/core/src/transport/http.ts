@@ -159,8 +159,12 @@ class Exchange {
   }
 }
 
+/** The only response headers read (below): a worker thread hands back these and no others. */
+export const ANSWER_HEADERS = ['retry-after', 'stripe-should-retry', 'request-id'] as const;
+type AnswerHeader = (typeof ANSWER_HEADERS)[number];
+
 /** The value of a response header (the first, when sent more than once). */
-function header(rawHeaders: readonly Buffer[], name: string): string | undefined {
+function header(rawHeaders: readonly Buffer[], name: AnswerHeader): string | undefined {
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const key = rawHeaders[i]!;
     if (key.length === name.length && key.toString('latin1').toLowerCase() === name) return rawHeaders[i + 1]!.toString('latin1');

@@ -3,13 +3,14 @@ import { SHARE_ENV, Worker } from 'node:worker_threads';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
 import { MeterError } from '../errors';
+import { ANSWER_HEADERS } from './http';
 
 /**
  * The worker's whole program, plain JavaScript run with `eval: true`: it loads nowhere from the package,
  * so it starts the same from `src` under jest (TypeScript through swc, which a worker would not get) and
  * from `dist` in an install. It only moves bytes: one message in per request (`i` id, `o` origin, `p`
  * path, `m` method, `h` headers, `b` the body, `t` undici's timeouts), one message out per answer
- * (`s` status, `h` the three headers metered reads, `b` the body bytes, transferred) or failure (`e`).
+ * (`s` status, `h` the headers metered reads, `ANSWER_HEADERS`, `b` the body bytes, transferred) or failure (`e`).
  * The deadline, the abort signal, the error mapping and the observer stay with the main thread's
  * `Exchange`, which is fed this answer as if undici had read it there. `{ c: id }` cancels one request,
  * `{ close: true }` closes the agent and ends the thread; `{ tid: true }` (the bench, to pin the thread to a
@@ -20,7 +21,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { Agent } = require(workerData.undici);
 const agent = new Agent(workerData.agent);
 const cap = workerData.cap;
-const kept = new Set(['retry-after', 'stripe-should-retry', 'request-id']);
+const kept = new Set(workerData.headers);
 const calls = new Map();
 function send(call, message, transfer) {
   if (!calls.delete(call.id)) return;
@@ -120,7 +121,7 @@ export class WorkerDispatcher {
   constructor(private readonly options: WorkerDispatcherOptions) {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { undici: require.resolve('undici'), agent: options.agent, cap: options.maxResponseBytes },
+      workerData: { undici: require.resolve('undici'), agent: options.agent, cap: options.maxResponseBytes, headers: ANSWER_HEADERS },
       // The process's own environment, live: what Node's TLS reads from it (NODE_TLS_REJECT_UNAUTHORIZED) applies alike on either thread.
       env: SHARE_ENV,
     });
