@@ -157,7 +157,9 @@ export class RedisRateLimiter implements RequestLimiter {
       }
       if (wait === undefined) return this.fallback.acquire(signal);
       if (wait === 0) {
-        // Tokens arrived for this call and the others that waited on the same trip: one each while they last, whatever the clock says.
+        // Tokens arrived for this call and the others that waited on the same trip: one each while they last, whatever the clock says
+        // (an aborted caller takes none: they stay for the others, or go back with the allowance).
+        signal?.throwIfAborted();
         if (this.allowance > 0) {
           this.allowance -= 1;
           return;
