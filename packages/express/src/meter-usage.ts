@@ -13,6 +13,11 @@ interface Exchange {
   readonly res: Response;
 }
 
+/** A metered request: what core asks about, and when it arrived (one object per request, no closure). */
+interface MeteredExchange extends Exchange {
+  readonly arrivedAt: number;
+}
+
 /** The request's path, never its query (which may carry secrets). */
 function pathOf(req: Request): string {
   const url = typeof req.originalUrl === 'string' ? req.originalUrl : (req.url ?? '');
@@ -131,10 +136,11 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     });
   }
 
-  function onResponseDone(req: Request, res: Response, arrivedAt: number): void {
+  function onResponseDone(exchange: MeteredExchange): void {
+    const { req, res, arrivedAt } = exchange;
     const ending = endingOf(res);
     // Every answer synchronous (the common case): the outcome at once, no promise to track.
-    const metered = typeof ending === 'string' ? meterRequestNow(adapter, { req, res }, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, { req, res }, arrivedAt, e));
+    const metered = typeof ending === 'string' ? meterRequestNow(adapter, exchange, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, exchange, arrivedAt, e));
     if (typeof metered === 'string') {
       settle(req, res, metered);
       return;
@@ -168,10 +174,10 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
       return;
     }
     counts.inProgress += 1;
-    const arrivedAt = Date.now();
+    const exchange: MeteredExchange = { req, res, arrivedAt: Date.now() };
     try {
       // Registered before next(): nothing the handler does can finish the response unseen.
-      whenResponseDone(res, () => onResponseDone(req, res, arrivedAt));
+      whenResponseDone(res, onResponseDone, exchange);
     } catch (error) {
       record('error');
       reportMeteringFailure(adapter, { req, res }, 'watching the response', error);
