@@ -4,7 +4,8 @@
 //
 // Each A:B pair names two servers of bench/roles/nest-server.ts and prints B ÷ A throughput (median of
 // the simultaneous rounds, each round's ratio, and each one's CPU per request). Names: bare, noop-guard,
-// noop-interceptor, metered, metered-no-delivery (report() only counts: the adapter's own cost, without
+// noop-interceptor, metered, metered-no-http (the HTTP exchange with Stripe answered without a socket),
+// metered-no-delivery (report() only counts: the adapter's own cost, without
 // the reporter); `before` and `before-no-delivery` are the same two metered variants with the
 // @metered/nestjs built in DIR (a directory whose node_modules holds that build, e.g. the committed
 // code before a change, with @nestjs/* and @metered/core linked to this checkout's); `after` and

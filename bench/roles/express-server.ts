@@ -14,7 +14,7 @@ import responseTime from 'response-time';
 import Stripe from 'stripe';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
-import { BENCH_CUSTOMER, BENCH_EVENT, EXPRESS_PEERS, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, EXPRESS_PEERS, LOG_SINK, SERVER_HOST, cpuMs, reporterOptionsFor } from './shared';
 import type { Delivery, ExpressPeer, ServerConfig, ServerReady } from './shared';
 import type { SpoolServerSettings } from '../scenarios/spool';
 
@@ -42,8 +42,9 @@ function main(): void {
   let reporter: MeterReporter | undefined;
   let flush = (): Promise<void> => Promise.resolve();
 
-  if (variant === 'metered') {
-    reporter = new MeterReporter(spool === undefined ? reporterOptions(fake) : { ...reporterOptions(fake), spool });
+  if (variant === 'metered' || variant === 'metered-no-http') {
+    const options = reporterOptionsFor(variant, fake);
+    reporter = new MeterReporter(spool === undefined ? options : { ...options, spool });
     const metering = meterUsage({ reporter, eventName: BENCH_EVENT, customer: () => BENCH_CUSTOMER });
     flush = () => metering.flush();
     app.use(metering);

@@ -24,7 +24,7 @@ import pino from 'pino';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
 import type { FakeReady } from './fake-stripe';
-import { BENCH_CUSTOMER, BENCH_EVENT, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions, reporterOptionsFor } from './shared';
 import type { Delivery, ServerConfig, ServerReady, ServerVariant } from './shared';
 
 @Controller()
@@ -100,9 +100,9 @@ type NestVariant = ServerVariant | 'noop-guard' | 'metered-no-delivery';
 @Module({ imports: [LoggerModule.forRoot({ pinoHttp: { logger: pino(pino.destination({ dest: LOG_SINK, sync: false })) } })], controllers: [BareController] })
 class PinoModule {}
 
-function meteredModule(lib: Metering, fake: FakeReady, counting: here.MeterReporter | undefined): new () => unknown {
+function meteredModule(lib: Metering, fake: FakeReady, variant: NestVariant, counting: here.MeterReporter | undefined): new () => unknown {
   @Module({
-    imports: [lib.MeteringModule.forRoot({ reporter: counting ?? reporterOptions(fake), customer: () => BENCH_CUSTOMER })],
+    imports: [lib.MeteringModule.forRoot({ reporter: counting ?? reporterOptionsFor(variant, fake), customer: () => BENCH_CUSTOMER })],
     controllers: [meteredController(lib)],
   })
   class MeteredModule {}
@@ -113,10 +113,10 @@ async function main(): Promise<void> {
   const { kind, variant, fake, nestjsFrom } = childConfig<Omit<ServerConfig, 'variant'> & { variant: NestVariant; nestjsFrom?: string }>();
   const lib = meteringFrom(nestjsFrom);
   const counting = variant === 'metered-no-delivery' ? countingReporter(lib, fake) : undefined;
-  const metered = variant === 'metered' || counting !== undefined;
+  const metered = variant === 'metered' || variant === 'metered-no-http' || counting !== undefined;
   if (variant === 'naive') throw new Error('the naive variant is an Express app only');
   const others: Partial<Record<NestVariant, new () => unknown>> = { 'noop-interceptor': NoopInterceptorModule, 'noop-guard': NoopGuardModule, 'nestjs-pino': PinoModule };
-  const root = metered ? meteredModule(lib, fake, counting) : (others[variant] ?? BareModule);
+  const root = metered ? meteredModule(lib, fake, variant, counting) : (others[variant] ?? BareModule);
   if (root === BareModule && variant !== 'bare') throw new Error(`${variant} is an Express variant`);
   const adapter = kind === 'nest-fastify' ? new FastifyAdapter() : new ExpressAdapter();
   const app: INestApplication = await NestFactory.create(root, adapter, { logger: false });

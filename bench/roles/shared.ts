@@ -11,12 +11,14 @@ export const LIVE_STREAM_RPS = 10_000;
 export type ServerKind = 'express' | 'nest-express' | 'nest-fastify';
 /**
  * `naive` awaits Stripe in the handler, once per request (Express only); `noop-interceptor` is a
- * bare Nest app with a global interceptor that does nothing, the price of any interceptor (Nest only).
+ * bare Nest app with a global interceptor that does nothing, the price of any interceptor (Nest only);
+ * `metered-no-http` is `metered` with a dispatcher that answers without a socket (`nullDispatcher()`),
+ * for breakdowns: what the HTTP exchange with Stripe costs, apart from everything else metering does.
  * The peers are what apps already run on every request, each with its defaults and its output
  * written to /dev/null: morgan, pino-http, express-prom-bundle and response-time on Express,
  * nestjs-pino on Nest.
  */
-export type ServerVariant = 'bare' | 'metered' | 'naive' | 'noop-interceptor' | PeerVariant;
+export type ServerVariant = 'bare' | 'metered' | 'metered-no-http' | 'naive' | 'noop-interceptor' | PeerVariant;
 
 export type PeerVariant = ExpressPeer | NestPeer;
 export type ExpressPeer = 'morgan' | 'pino-http' | 'express-prom-bundle' | 'response-time';
@@ -50,8 +52,62 @@ export function reporterOptions(fake: FakeReady): MeterReporterOptions {
   return { apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl, maxRequestsPerSecond: LIVE_STREAM_RPS };
 }
 
+/** `reporterOptions()`, answered without HTTP for the `metered-no-http` variant. */
+export function reporterOptionsFor(variant: string, fake: FakeReady): MeterReporterOptions {
+  return variant === 'metered-no-http' ? { ...reporterOptions(fake), dispatcher: nullDispatcher() } : reporterOptions(fake);
+}
+
 /** CPU time this process has used, milliseconds (user + system). */
 export function cpuMs(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
+}
+
+/** What the null dispatcher answers each path with: a session, the bench's meter, or the stream's `{}`. */
+function nullAnswer(path: string): string {
+  if (path.includes('meter_event_session')) {
+    const now = Date.now();
+    return JSON.stringify({ id: 'mes_null', object: 'v2.billing.meter_event_session', authentication_token: 'tok_null', created: new Date(now).toISOString(), expires_at: new Date(now + 15 * 60_000).toISOString(), livemode: false });
+  }
+  if (path.startsWith('/v1/billing/meters')) {
+    const meter = { id: 'mtr_null', event_name: BENCH_EVENT, status: 'active', customer_mapping: { event_payload_key: 'stripe_customer_id' }, value_settings: { event_payload_key: 'value' }, default_aggregation: { formula: 'sum' } };
+    return JSON.stringify({ object: 'list', data: [meter], has_more: false });
+  }
+  return '{}';
+}
+
+interface NullHandler {
+  onConnect(abort: () => void): void;
+  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean;
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: Buffer[]): void;
+}
+
+const JSON_HEADERS = [Buffer.from('content-type'), Buffer.from('application/json')];
+
+/**
+ * Answers every exchange on the next turn, without a socket (undici's original handler interface,
+ * which core's exchanges implement): the `metered-no-http` variants, i.e. the reporter's intake,
+ * batching and encoding without the HTTP exchange, so that a breakdown can price the exchange alone.
+ */
+class NullDispatcher {
+  dispatch(options: { path: string }, handler: NullHandler): boolean {
+    const body = Buffer.from(nullAnswer(options.path));
+    setImmediate(() => {
+      handler.onConnect(() => undefined);
+      handler.onHeaders(200, JSON_HEADERS, () => undefined);
+      handler.onData(body);
+      handler.onComplete([]);
+    });
+    return true;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A reporter dispatcher that answers without HTTP (see `NullDispatcher`). */
+export function nullDispatcher(): NonNullable<MeterReporterOptions['dispatcher']> {
+  return new NullDispatcher() as unknown as NonNullable<MeterReporterOptions['dispatcher']>;
 }

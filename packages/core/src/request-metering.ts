@@ -10,8 +10,7 @@ export const METERING_STATE = Symbol.for('@metered/request-state');
 export interface RequestMeteringState {
   /**
    * True once an adapter has taken charge of metering this request: exactly one event per request.
-   * Kept in the claim registry (below) and reported here by `getRequestUsage()`; a state marked so
-   * by an older copy of this package is still honoured.
+   * Kept in the claim registry (below), never on the request, and reported here by `getRequestUsage()`.
    */
   claimed?: boolean;
   /** A value set by the handler (e.g. tokens known only at the end); wins over configured values. */
@@ -65,9 +64,9 @@ export interface EndableResponse {
  * of its claim (`releaseClaim`).
  */
 export function claimRequest(req: object, res?: EndableResponse): boolean {
+  // Nothing is read from the request itself: on Express's req (a map of its own per request, above)
+  // a property it lacks is looked up along its whole prototype chain, uncached.
   if (claims.has(req)) return false;
-  // A claim made by an older copy of this package, which marked the request's own state.
-  if ((req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE]?.claimed === true) return false;
   if (res?.writableEnded === true) return false;
   claims.add(req);
   return true;
