@@ -1,4 +1,5 @@
 // Metering one finished request, decided here for every framework adapter; an adapter only answers for its request.
+import type { ServerResponse } from 'node:http';
 import type { MeterValue } from './adapter-options';
 import { MeterAdapterError } from './errors';
 import type { MeterReporter } from './meter-reporter';
@@ -6,6 +7,7 @@ import { redactSecrets } from './redact';
 import { eventsOfRequest } from './request-events';
 import type { RequestUsageEvent } from './request-events';
 import { identifierFromIdempotencyKey, withTimeout } from './request-metering';
+import { whenHandlerEnds } from './response-end';
 import type { RequestMeteringState } from './request-metering';
 import type { MeterEventInput } from './types';
 
@@ -151,6 +153,25 @@ export function endingAtClose(
   const started: ResponseEnding = headersSent ? 'started' : 'notStarted';
   if (graceMs === 0) return started;
   return finishedWithinGrace().then((finished) => (finished ? 'completed' : started));
+}
+
+/**
+ * How `res` ended once it is over (`whenResponseDone()`), for an adapter that cannot hear its
+ * handler's own end: `'completed'` if it was ended, at once (nearly every response); otherwise its
+ * client left first, and a handler that still ends the response (`res.end()`, so `res.send()` or
+ * `reply.send()`) within `graceMs` has its work billed as completed (`whenHandlerEnds()`).
+ *
+ * @example
+ * const ending = responseEnding(res, config.abortGraceMs);
+ * if (typeof ending === 'string') bill(ending);
+ * else void ending.then(bill);
+ */
+export function responseEnding(res: ServerResponse, graceMs: number): ResponseEnding | Promise<ResponseEnding> {
+  if (res.writableEnded) return 'completed';
+  return endingAtClose(false, res.headersSent, graceMs, () => {
+    const handler = whenHandlerEnds(res);
+    return finishedWithin(handler.ended, graceMs).finally(handler.stop);
+  });
 }
 
 /**

@@ -22,6 +22,18 @@ export const DEFAULT_ABORT_GRACE_MS = 0;
 // The grace holds a request's metering, and close(), that long: minutes would only hide a stuck handler.
 export const MAX_ABORT_GRACE_MS = 60_000;
 
+/**
+ * Every adapter's default `billIf`: what the client received as a success, a 2xx status code, and
+ * no error from the handler (where the adapter can see one).
+ *
+ * @example
+ * billsByDefault(res.statusCode); // Express
+ * billsByDefault(outcome.statusCode, outcome.error); // Nest
+ */
+export function billsByDefault(statusCode: number, error?: unknown): boolean {
+  return error === undefined && statusCode >= 200 && statusCode < 300;
+}
+
 const IDENTIFIER_SOURCES: readonly IdentifierSource[] = ['generated', 'idempotency-key'];
 // RFC 9110 token characters: what a header name may contain.
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -51,7 +51,7 @@ export { METRICS_SCOPE } from './metrics/metrics';
 export { MAX_AGGREGATE_WINDOW_MS, DEFAULT_AGGREGATE_GRACE_MS } from './aggregate/options';
 export type { RequestUsageEvent, RequestEventsContext } from './request-events';
 // The adapter kit: what @metered/express and @metered/nestjs share, so each is only framework glue.
-export { meterRequest, meterRequestNow, reportMeteringFailure, finishedWithin, endingAtClose } from './adapter-kit';
+export { meterRequest, meterRequestNow, reportMeteringFailure, finishedWithin, endingAtClose, responseEnding } from './adapter-kit';
 export type { RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding } from './adapter-kit';
 export { whenResponseDone, whenHandlerEnds } from './response-end';
 export {
@@ -64,7 +64,7 @@ export {
   DEFAULT_ABORT_GRACE_MS,
   MAX_ABORT_GRACE_MS,
 } from './adapter-options';
-export { resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilliseconds, checkEventNameOption, checkValueOption } from './adapter-options';
+export { billsByDefault, resolveAdapterOptions, optionalFunction, optionalBoolean, optionalMilliseconds, checkEventNameOption, checkValueOption } from './adapter-options';
 export type { AdapterOptions, AdapterOptionsSpec, ResolvedAdapterOptions, IdentifierSource, MeterValue } from './adapter-options';
 export { redactSecrets } from './redact';
 // Report()'s own checks, for code that takes events without sending them (@metered/testing's reporter).

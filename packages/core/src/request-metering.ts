@@ -128,10 +128,8 @@ export function requestUsageOf(req: object): Readonly<RequestMeteringState> {
 
 /** The metering state of `req` as set so far (a copy), `claimed` included. */
 export function getRequestUsage(req: object): Readonly<RequestMeteringState> {
-  const state = (req as { [METERING_STATE]?: RequestMeteringState })[METERING_STATE];
-  const claimed = claims.has(req);
-  if (state === undefined) return claimed ? { claimed: true } : {};
-  return claimed ? { ...state, claimed: true } : { ...state };
+  const state = requestUsageOf(req);
+  return claims.has(req) ? { ...state, claimed: true } : { ...state };
 }
 
 /**

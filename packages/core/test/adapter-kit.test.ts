@@ -1,6 +1,7 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { MeterAdapterError, claimRequest, releaseClaim, endingAtClose, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
+import { MeterAdapterError, claimRequest, releaseClaim, endingAtClose, responseEnding, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
+import type { ServerResponse } from 'node:http';
 
 interface FakeRequest {
   readonly state: object;
@@ -226,5 +227,52 @@ describe('endingAtClose', () => {
     await expect(endingAtClose(false, false, 100, () => Promise.resolve(true))).resolves.toBe('completed');
     await expect(endingAtClose(false, true, 100, () => Promise.resolve(false))).resolves.toBe('started');
     await expect(endingAtClose(false, false, 100, () => Promise.resolve(false))).resolves.toBe('notStarted');
+  });
+});
+
+describe('responseEnding', () => {
+  /** What responseEnding() reads of a response, and the end() it wraps while the grace runs. */
+  function response(writableEnded: boolean, headersSent: boolean): ServerResponse & { ended: number } {
+    const res = {
+      writableEnded,
+      headersSent,
+      ended: 0,
+      end(this: { ended: number }): unknown {
+        this.ended += 1;
+        return this;
+      },
+    };
+    return res as unknown as ServerResponse & { ended: number };
+  }
+
+  it('settles at once for a response its handler ended, and for a client that left when there is no grace', () => {
+    expect(responseEnding(response(true, true), 1_000)).toBe('completed');
+    expect(responseEnding(response(false, true), 0)).toBe('started');
+    expect(responseEnding(response(false, false), 0)).toBe('notStarted');
+  });
+
+  it('bills as completed a response its handler still ends within the grace, and puts end() back', async () => {
+    const res = response(false, false);
+    const ownEnd = res.end;
+    const ending = responseEnding(res, 60_000);
+    expect(res.end).not.toBe(ownEnd);
+    res.end();
+    await expect(ending).resolves.toBe('completed');
+    expect(res.ended).toBe(1);
+    expect(res.end).toBe(ownEnd);
+  });
+
+  it('keeps how far the response got once the grace runs out', async () => {
+    jest.useFakeTimers();
+    try {
+      const res = response(false, true);
+      const ownEnd = res.end;
+      const ending = responseEnding(res, 50);
+      jest.advanceTimersByTime(50);
+      await expect(ending).resolves.toBe('started');
+      expect(res.end).toBe(ownEnd);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });

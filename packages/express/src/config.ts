@@ -1,5 +1,5 @@
 // meterUsage() options are parsed once, here, into a frozen config; core checks what every adapter shares.
-import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, DEFAULT_VALUE, checkVerifyMetersMode, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
+import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, DEFAULT_VALUE, billsByDefault, checkVerifyMetersMode, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
 import type { VerifyMetersMode } from '@metered/core';
 import { checkEventNameOption as checkEventName, checkValueOption as checkValue, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { ResolvedAdapterOptions } from '@metered/core';
@@ -8,7 +8,7 @@ import type { AccountResolver, BillIf, CustomerResolver, EventNameResolver, Mete
 
 /** Bills responses the client received as a success. */
 export function defaultBillIf(_req: Request, res: Response): boolean {
-  return res.statusCode >= 200 && res.statusCode < 300;
+  return billsByDefault(res.statusCode);
 }
 
 /** The authenticated user's customer, never anything the client sends. */

@@ -1,6 +1,6 @@
 // meterUsage(): the Express middleware that turns each handled request into one meter event.
-import { claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, reportMeteringFailure, requestUsageOf, verifyAtStartup, whenHandlerEnds, whenResponseDone } from '@metered/core';
-import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, ResponseEnding, VerifyMetersResult } from '@metered/core';
+import { claimRequest, meterRequest, meterRequestNow, releaseClaim, reportMeteringFailure, requestUsageOf, responseEnding, verifyAtStartup, whenResponseDone } from '@metered/core';
+import type { CloseOptions, CloseResult, RequestMeteringAdapter, RequestMeteringOutcome, VerifyMetersResult } from '@metered/core';
 import type { NextFunction, Request, Response } from 'express';
 import { resolveOptions } from './config';
 import type { ResolvedOptions } from './config';
@@ -125,20 +125,10 @@ export function meterUsage(options: MeterUsageOptions): MeteringMiddleware {
     record(outcome);
   }
 
-  /** How the response ended: by the handler, or by a client that left after or before it started. */
-  function endingOf(res: Response): ResponseEnding | Promise<ResponseEnding> {
-    // Ended by the handler (nearly every response): settled without the callback below.
-    if (res.writableEnded) return 'completed';
-    // The client left first: work the handler still ends the response for within the grace is billed as completed.
-    return endingAtClose(res.writableEnded, res.headersSent, config.abortGraceMs, () => {
-      const handler = whenHandlerEnds(res);
-      return finishedWithin(handler.ended, config.abortGraceMs).finally(handler.stop);
-    });
-  }
-
   function onResponseDone(exchange: MeteredExchange): void {
     const { req, res, arrivedAt } = exchange;
-    const ending = endingOf(res);
+    // Ended by the handler, or by a client that left after or before it started (core's rule, with the grace).
+    const ending = responseEnding(res, config.abortGraceMs);
     // Every answer synchronous (the common case): the outcome at once, no promise to track.
     const metered = typeof ending === 'string' ? meterRequestNow(adapter, exchange, arrivedAt, ending) : ending.then((e) => meterRequest(adapter, exchange, arrivedAt, e));
     if (typeof metered === 'string') {

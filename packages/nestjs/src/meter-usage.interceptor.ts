@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, METERING_STATE, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, requestUsageOf, setRequestUsage, skipRequestMetering, whenHandlerEnds, whenResponseDone, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, METERING_STATE, billsByDefault, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, requestUsageOf, responseEnding, setRequestUsage, skipRequestMetering, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -107,10 +107,9 @@ function outcomeOf({ rawResponse, handler }: RouteExchange): MeteringOutcome {
   });
 }
 
-/** `defaultBillIf()` on the outcome `outcomeOf()` would build: no error and a 2xx status code. */
-function billsByDefault({ rawResponse, handler }: RouteExchange): boolean {
-  const statusCode = rawResponse.statusCode;
-  return (handler.failed ? handler.error : undefined) === undefined && statusCode >= 200 && statusCode < 300;
+/** `defaultBillIf()` on the outcome `outcomeOf()` would build, without building it. */
+function billsExchangeByDefault({ rawResponse, handler }: RouteExchange): boolean {
+  return billsByDefault(rawResponse.statusCode, handler.failed ? handler.error : undefined);
 }
 
 /** Core's questions, answered for Nest: the module's options, then the route's `@MeterUsage()` over them. */
@@ -130,7 +129,7 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
         ? requestUsageOf(rawRequest)
         : { ...requestUsageOf(rawRequest), ...requestUsageOf(request) },
     // The default decided without building the outcome object it would read (one frozen object per request).
-    billIf: config.billIf === defaultBillIf ? billsByDefault : (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
+    billIf: config.billIf === defaultBillIf ? billsExchangeByDefault : (exchange) => config.billIf(exchange.context, outcomeOf(exchange)),
     customer: ({ context }) => config.customer(context),
     // Left out without a resolver, so core skips the step on every request of a platform-only app.
     ...(account === undefined ? {} : { account: ({ context }: RouteExchange) => account(context) }),
@@ -229,16 +228,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
 
   /** Bills a request metered from the guard once its response is over, unless a later guard said no. */
   private onGuardedResponseDone(guarded: GuardedRequest): void {
-    const { rawResponse } = guarded;
-    if (rawResponse.writableEnded) {
-      this.billGuarded(guarded, 'completed');
-      return;
-    }
-    const graceMs = this.config.abortGraceMs;
-    const ending = endingAtClose(rawResponse.writableEnded, rawResponse.headersSent, graceMs, () => {
-      const handler = whenHandlerEnds(rawResponse);
-      return finishedWithin(handler.ended, graceMs).finally(handler.stop);
-    });
+    const ending = responseEnding(guarded.rawResponse, this.config.abortGraceMs);
     if (typeof ending === 'string') this.billGuarded(guarded, ending);
     else void ending.then((e) => this.billGuarded(guarded, e));
   }

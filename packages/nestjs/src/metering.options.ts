@@ -1,5 +1,5 @@
 // Module options are parsed once, here, into a frozen config; core checks what every adapter shares.
-import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
+import { DEFAULT_BILL_ABORTED, DEFAULT_EVENT_NAME, DEFAULT_RESOLVE_TIMEOUT_MS, billsByDefault, defaultCustomerId, resolveAdapterOptions } from '@metered/core';
 import { checkEventNameOption, checkValueOption, optionalBoolean, optionalFunction, optionalMilliseconds } from '@metered/core';
 import type { ResolvedAdapterOptions } from '@metered/core';
 import type { ExecutionContext } from '@nestjs/common';
@@ -10,7 +10,7 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** Bills what the client received as a success. */
 export function defaultBillIf(_context: ExecutionContext, outcome: MeteringOutcome): boolean {
-  return outcome.error === undefined && outcome.statusCode >= 200 && outcome.statusCode < 300;
+  return billsByDefault(outcome.statusCode, outcome.error);
 }
 
 /** The authenticated user's customer (set by a guard), never anything the client sends. */
