@@ -139,12 +139,17 @@ CREATE TABLE ledger (
 ) WITHOUT ROWID;
 `;
 
-const EVENT_PLACEHOLDERS = '(?, ?, ?)';
 const CELL_PLACEHOLDERS = `(?, ?, ?, ${LEDGER_COLUMNS.map(() => '?, ?, ?').join(', ')})`;
 
-function insertEvents(rows: number): string {
-  return `INSERT INTO events (id, event, timestamp) VALUES ${Array.from({ length: rows }, () => EVENT_PLACEHOLDERS).join(', ')}`;
+/** The SQL inserting `rows` rows of `columns` into `events`, for a statement per row count. */
+function insertEventRows(columns: readonly string[]): (rows: number) => string {
+  const row = `(${columns.map(() => '?').join(', ')})`;
+  return (rows) => `INSERT INTO events (${columns.join(', ')}) VALUES ${Array.from({ length: rows }, () => row).join(', ')}`;
 }
+
+const insertEvents = insertEventRows(['id', 'event', 'timestamp']);
+/** Rows with their attempt marks, as a migration copies them. */
+const insertStoredEvents = insertEventRows(['id', 'event', 'timestamp', 'first_attempt_at']);
 
 /**
  * An event's strings as one column (schema 3): the lengths of its identifier, event name and customer
@@ -160,6 +165,8 @@ export function encodeEvent(event: QueuedEvent): string {
   return event.dimensions === undefined ? text : text + JSON.stringify(event.dimensions);
 }
 
+const DIGITS = /^[0-9]+$/;
+
 /** The event `encodeEvent` wrote; `undefined` when the text is not one (a damaged row). */
 export function decodeEvent(text: string, timestamp: number): QueuedEvent | undefined {
   if (text.length < 3) return undefined;
@@ -169,6 +176,9 @@ export function decodeEvent(text: string, timestamp: number): QueuedEvent | unde
   if (customerIdEnd > text.length) return undefined;
   const brace = text.indexOf('{', customerIdEnd);
   const valueEnd = brace === -1 ? text.length : brace;
+  const value = text.slice(customerIdEnd, valueEnd);
+  // Only digits were written (a validated value): anything else is a damaged row, not a value to send.
+  if (!DIGITS.test(value)) return undefined;
   let dimensions: Record<string, string> | undefined;
   if (brace !== -1) {
     try {
@@ -180,7 +190,7 @@ export function decodeEvent(text: string, timestamp: number): QueuedEvent | unde
   return {
     eventName: text.slice(identifierEnd, eventNameEnd),
     customerId: text.slice(eventNameEnd, customerIdEnd),
-    value: text.slice(customerIdEnd, valueEnd),
+    value,
     timestamp,
     identifier: text.slice(3, identifierEnd),
     dimensions,
@@ -189,19 +199,39 @@ export function decodeEvent(text: string, timestamp: number): QueuedEvent | unde
   };
 }
 
-/** Rows with their attempt marks, as a migration copies them. */
-function insertStoredEvents(rows: number): string {
-  return `INSERT INTO events (id, event, timestamp, first_attempt_at) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`;
-}
-
 function upsertCells(rows: number): string {
   return `INSERT INTO ledger VALUES ${Array.from({ length: rows }, () => CELL_PLACEHOLDERS).join(', ')}
 ON CONFLICT (hour, customer_id, event_name) DO UPDATE SET
 ${LEDGER_COLUMNS.map((c) => `${c}_count = ${c}_count + excluded.${c}_count, ${c}_hi = ${c}_hi + excluded.${c}_hi, ${c}_lo = ${c}_lo + excluded.${c}_lo`).join(',\n')}`;
 }
 
+type RowParam = number | string | bigint | null;
+
+/**
+ * Rows' parameters, gathered and run as multi-row statements of at most `ROWS_PER_STATEMENT` rows:
+ * a caller pushes one row's parameters to `params`, then calls `added()`; `flush()` runs the rest.
+ */
+class RowBatch {
+  readonly params: RowParam[] = [];
+  private rows = 0;
+
+  constructor(private readonly run: (rows: number, params: readonly RowParam[]) => void) {}
+
+  added(): void {
+    this.rows += 1;
+    if (this.rows === ROWS_PER_STATEMENT) this.flush();
+  }
+
+  flush(): void {
+    if (this.rows === 0) return;
+    this.run(this.rows, this.params);
+    this.params.length = 0;
+    this.rows = 0;
+  }
+}
+
 /** Appends the parameters of one `CELL_PLACEHOLDERS` row: the cell's key, then count, hi, lo per column, times `sign`. */
-function cellArgs(out: (number | string | bigint)[], cell: LedgerCell, sign: 1n | -1n): void {
+function cellArgs(out: RowParam[], cell: LedgerCell, sign: 1n | -1n): void {
   out.push(cell.hour, cell.customerId, cell.eventName);
   for (let i = 0; i < LEDGER_COLUMNS.length; i += 1) {
     const sum = sign === 1n ? cell.sums[i]! : -cell.sums[i]!;
@@ -477,25 +507,19 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private migrate(version: number, stored: readonly StoredEvent[]): void {
     this.db.transaction(() => {
       this.db.exec(`DROP TABLE events; ${EVENTS_TABLE}`);
-      const statements = new Map<number, Statement>();
-      const rows: (number | string | null)[] = [];
-      let count = 0;
+      const events = this.rowBatch(new Map<number, Statement>(), insertStoredEvents);
       for (const { id, event, firstAttemptAt } of stored) {
-        rows.push(id, encodeEvent(event), event.timestamp, firstAttemptAt);
-        count += 1;
-        if (count === ROWS_PER_STATEMENT) {
-          this.runRows(statements, insertStoredEvents, count, rows);
-          rows.length = count = 0;
-        }
+        events.params.push(id, encodeEvent(event), event.timestamp, firstAttemptAt);
+        events.added();
       }
-      if (count > 0) this.runRows(statements, insertStoredEvents, count, rows);
+      events.flush();
       if (version === 1) {
-        const cells: (number | string | bigint)[] = [];
+        const cells = this.rowBatch(this.upserts, upsertCells);
         for (const cell of this.held.cells.values()) {
-          cells.length = 0;
-          cellArgs(cells, cell, -1n);
-          this.runRows(this.upserts, upsertCells, 1, cells);
+          cellArgs(cells.params, cell, -1n);
+          cells.added();
         }
+        cells.flush();
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
@@ -698,20 +722,15 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   // ---- writing ----
 
   private writePending(): void {
-    const rows: (number | string | null)[] = [];
-    let count = 0;
+    const events = this.rowBatch(this.inserts, insertEvents);
     const pending = this.pendingRows;
     for (let slot = 0; slot < pending.length; slot += 1) {
       const event = pending[slot];
       if (event === undefined) continue;
-      rows.push(this.pendingFrom + slot, encodeEvent(event), event.timestamp);
-      count += 1;
-      if (count === ROWS_PER_STATEMENT) {
-        this.runRows(this.inserts, insertEvents, count, rows);
-        rows.length = count = 0;
-      }
+      events.params.push(this.pendingFrom + slot, encodeEvent(event), event.timestamp);
+      events.added();
     }
-    if (count > 0) this.runRows(this.inserts, insertEvents, count, rows);
+    events.flush();
     // A batch is marked at one instant and its ids are mostly consecutive: one range update per run and
     // instant, rows inserted above included (an attempt is committed at once, so those are rare: only
     // while writes fail).
@@ -726,17 +745,17 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     }
     // Settled rows are mostly consecutive ids: one range delete per run.
     if (this.pendingDeletes.length > 0) forEachRun(this.pendingDeletes, (start, end) => this.deleteRange.run(start, end));
-    const cells: (number | string | bigint)[] = [];
-    count = 0;
+    const cells = this.rowBatch(this.upserts, upsertCells);
     for (const cell of this.pendingCells.cells.values()) {
-      cellArgs(cells, cell, 1n);
-      count += 1;
-      if (count === ROWS_PER_STATEMENT) {
-        this.runRows(this.upserts, upsertCells, count, cells);
-        cells.length = count = 0;
-      }
+      cellArgs(cells.params, cell, 1n);
+      cells.added();
     }
-    if (count > 0) this.runRows(this.upserts, upsertCells, count, cells);
+    cells.flush();
+  }
+
+  /** Rows for `sql`, run through the statements of `cache` (one per row count), `ROWS_PER_STATEMENT` at a time. */
+  private rowBatch(cache: Map<number, Statement>, sql: (rows: number) => string): RowBatch {
+    return new RowBatch((rows, params) => this.runRows(cache, sql, rows, params));
   }
 
   private runRows(cache: Map<number, Statement>, sql: (rows: number) => string, rows: number, args: readonly unknown[]): void {

@@ -127,6 +127,13 @@ describe('the schema-3 event encoding', () => {
     }
   });
 
+  it('takes a row whose value is not the digits it wrote for a damaged one', () => {
+    for (const event of [EVENTS[0]!, EVENTS[1]!]) {
+      expect(decodeEvent(encodeEvent(event), 0)).toBeDefined();
+      for (const value of ['', '1x', '-1', '1.5', ' 1']) expect(decodeEvent(encodeEvent({ ...event, value }), 0)).toBeUndefined();
+    }
+  });
+
   it('refuses a damaged row on open as ERR_METER_SPOOL_CORRUPT', () => {
     const file = copyOf('schema-2.spool');
     SpoolStore.open({ path: file, ledgerRetentionMs: KEEP }).close();
