@@ -2,6 +2,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { whenResponseDone } from '../src/response-end';
@@ -101,5 +103,102 @@ describe('whenResponseDone on a connection', () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+
+  it('calls done once for each of several pipelined requests, the ones queued behind another included', async () => {
+    let held: ServerResponse | undefined;
+    const { server, url, seen, done } = await startServer((req, res) => {
+      // /a answers only once /b has arrived behind it on the connection: /b's response then waits its turn.
+      if (req.url === '/a') held = res;
+      else if (req.url === '/b') {
+        res.end('b');
+        held!.end('a');
+      } else res.end('c');
+    });
+    const { port } = new URL(url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    let answers = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answers += chunk));
+    try {
+      await once(socket, 'connect');
+      socket.write(['/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+      await waitFor(() => seen.length >= 3, done);
+      expect(seen).toEqual([
+        { ended: true, store: '/a' },
+        { ended: true, store: '/b' },
+        { ended: true, store: '/c' },
+      ]);
+      // The client reads the three answers, in order, on the one connection.
+      while ((answers.match(/HTTP\/1\.1 200/g) ?? []).length < 3 || !answers.endsWith('c')) await once(socket, 'data');
+      expect(answers.match(/\r\n\r\n(a|b|c)/g)).toEqual(['\r\n\r\na', '\r\n\r\nb', '\r\n\r\nc']);
+    } finally {
+      socket.destroy();
+      server.close();
+    }
+    expect(seen).toHaveLength(3);
+  });
+});
+
+describe('whenResponseDone on HTTP/2 (the compatibility API)', () => {
+  async function startHttp2(respond: (res: http2.Http2ServerResponse) => void): Promise<{ server: http2.Http2Server; url: string; seen: Seen[]; done: EventEmitter }> {
+    const seen: Seen[] = [];
+    const done = new EventEmitter();
+    const storage = new AsyncLocalStorage<string>();
+    const server = http2.createServer((req, res) => {
+      storage.run(req.url, () => {
+        // Not a ServerResponse: watched through its own 'close'.
+        whenResponseDone(res as unknown as ServerResponse, () => {
+          seen.push({ ended: res.writableEnded, store: storage.getStore() });
+          done.emit('done');
+        });
+        respond(res);
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, done };
+  }
+
+  it('calls done once per finished response, in its request context', async () => {
+    const { server, url, seen, done } = await startHttp2((res) => res.end('ok'));
+    const client = http2.connect(url);
+    try {
+      for (const path of ['/a', '/b']) {
+        const stream = client.request({ ':path': path });
+        stream.resume();
+        await once(stream, 'close');
+      }
+      await waitFor(() => seen.length >= 2, done);
+      expect(seen).toEqual([
+        { ended: true, store: '/a' },
+        { ended: true, store: '/b' },
+      ]);
+    } finally {
+      client.close();
+      server.close();
+    }
+    await once(server, 'close');
+    expect(seen).toHaveLength(2);
+  });
+
+  it('calls done once when the client cancels its stream before the response ends', async () => {
+    const { server, url, seen, done } = await startHttp2((res) => {
+      res.writeHead(200);
+      res.write('first chunk');
+    });
+    const client = http2.connect(url);
+    try {
+      const stream = client.request({ ':path': '/slow' });
+      await once(stream, 'data');
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await waitFor(() => seen.length >= 1, done);
+      expect(seen).toEqual([{ ended: false, store: '/slow' }]);
+    } finally {
+      client.close();
+      server.close();
+    }
+    await once(server, 'close');
+    expect(seen).toHaveLength(1);
   });
 });
