@@ -6,37 +6,67 @@ export interface AwaitingPass {
 }
 
 /**
- * Keyed by the framework's response (Express's, or Fastify's reply), which is what Nest hands
- * `HttpAdapter#status()`: a Map rather than a property on the response, because adding a property
- * to Express's response (whose prototype Express swaps per request) cost ~2 µs per request by CPU
- * profile (docs/BENCHMARKS.md). One Map for every copy of this package in the process, since one
- * wrapped `status()` serves them all.
+ * The requests waiting, keyed by the framework's response (Express's, or Fastify's reply), which is
+ * what Nest hands `HttpAdapter#status()`. Nest calls `status()` a microtask or two after the guards
+ * of the same request, before another request's guards run, so the one waiting is nearly always the
+ * last one added: it is kept in a slot of its own, and a Map holds the others (requests whose guards
+ * awaited something meanwhile). The Map's hashing of Express's response (whose prototype Express
+ * swaps per request) and its set and delete were ~4% of a Nest-on-Fastify hello world's throughput
+ * (bench/NOTES.md); a property on the response cost ~2 µs per request. One table for every copy of
+ * this package in the process, since one wrapped `status()` serves them all.
  */
-const AWAITING: Map<object, AwaitingPass> = ((globalThis as { [key: symbol]: unknown })[Symbol.for('@metered/nestjs:awaiting-pass')] ??= new Map()) as Map<
-  object,
-  AwaitingPass
->;
+interface AwaitingTable {
+  response: object | undefined;
+  request: AwaitingPass | undefined;
+  readonly others: Map<object, AwaitingPass>;
+}
+
+const AWAITING: AwaitingTable = ((globalThis as { [key: symbol]: unknown })[Symbol.for('@metered/nestjs:awaiting-passes')] ??= {
+  response: undefined,
+  request: undefined,
+  others: new Map(),
+}) as AwaitingTable;
 
 /** Until `passed()` or `forgetPass()` for `response`: the request that `status()` on it marks as passed. */
 export function awaitPass(response: object, request: AwaitingPass): void {
-  AWAITING.set(response, request);
+  const table = AWAITING;
+  if (table.response === undefined) {
+    table.response = response;
+    table.request = request;
+  } else {
+    table.others.set(response, request);
+  }
+}
+
+/** Takes the request waiting on `response` out of the table, if any. */
+function take(response: object): AwaitingPass | undefined {
+  const table = AWAITING;
+  if (table.response === response) {
+    const request = table.request;
+    table.response = undefined;
+    table.request = undefined;
+    return request;
+  }
+  const others = table.others;
+  if (others.size === 0) return undefined;
+  const request = others.get(response);
+  if (request !== undefined) others.delete(response);
+  return request;
 }
 
 /** Called by the wrapped `status()`: every guard let the request answered by `response` through. */
 export function markPassed(response: unknown): void {
   if (typeof response !== 'object' || response === null) return;
-  const request = AWAITING.get(response);
-  if (request === undefined) return;
-  request.passed = true;
-  AWAITING.delete(response);
+  const request = take(response);
+  if (request !== undefined) request.passed = true;
 }
 
 /** The response is over without a pass (a guard said no): nothing waits for it anymore. */
 export function forgetPass(response: object): void {
-  AWAITING.delete(response);
+  take(response);
 }
 
 /** How many requests wait (tests: none is left behind). */
 export function awaitingPasses(): number {
-  return AWAITING.size;
+  return (AWAITING.response === undefined ? 0 : 1) + AWAITING.others.size;
 }

@@ -2,8 +2,8 @@
 import 'reflect-metadata';
 import { MeterAdapterError, MeterReporter, getRequestUsage } from '@metered/core';
 import type { MeterError } from '@metered/core';
-import { Injectable } from '@nestjs/common';
-import type { ExecutionContext, INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, UseGuards } from '@nestjs/common';
+import type { CanActivate, ExecutionContext, INestApplication } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { meterUsage } from '@metered/express';
 import { startFakeStripe } from '@metered/testing';
@@ -13,7 +13,7 @@ import http from 'node:http';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { MeteringModule, MeterUsageInterceptor } from '../src';
+import { MeteringModule, MeterUsage, MeterUsageInterceptor } from '../src';
 import { awaitingPasses } from '../src/guard-passes';
 import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
 import { AiController, ClaimingMiddleware, DenyHeaderGuard, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
@@ -36,6 +36,94 @@ beforeEach(() => {
 function billed(): Array<[string, string, string]> {
   return fake.events().map((event) => [event.customer, event.eventName, event.value]);
 }
+
+/**
+ * What HeldGuard (a route guard, so it runs after the module's global one) holds: requests to
+ * /held/1 and /held/4 wait in it until `release()`; every request carrying `x-deny` is refused.
+ */
+class Hold {
+  private arrived = 0;
+  private readonly arrivals: Array<{ count: number; wake: () => void }> = [];
+  private open!: () => void;
+  private released!: Promise<void>;
+
+  constructor() {
+    this.reset();
+  }
+
+  reset(): void {
+    this.arrived = 0;
+    this.released = new Promise<void>((resolve) => (this.open = resolve));
+  }
+
+  /** Resolves once `count` requests are held. */
+  waiting(count: number): Promise<void> {
+    if (this.arrived >= count) return Promise.resolve();
+    return new Promise<void>((wake) => this.arrivals.push({ count, wake }));
+  }
+
+  release(): void {
+    this.open();
+  }
+
+  async enter(): Promise<void> {
+    this.arrived += 1;
+    for (const arrival of this.arrivals.splice(0)) {
+      if (this.arrived >= arrival.count) arrival.wake();
+      else this.arrivals.push(arrival);
+    }
+    await this.released;
+  }
+}
+
+const held = new Hold();
+
+@Injectable()
+class HeldGuard implements CanActivate {
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const req = context.switchToHttp().getRequest<{ headers: Record<string, unknown>; url: string }>();
+    if (req.url === '/held/1' || req.url === '/held/4') await held.enter();
+    return req.headers['x-deny'] === undefined;
+  }
+}
+
+/** Five routes metered from the guard (static values), told apart by their value. */
+@Controller('held')
+@UseGuards(HeldGuard)
+class HeldController {
+  @Get('1')
+  @MeterUsage('api_requests', { value: 1 })
+  one(): string {
+    return 'ok';
+  }
+
+  @Get('2')
+  @MeterUsage('api_requests', { value: 2 })
+  two(): string {
+    return 'ok';
+  }
+
+  @Get('3')
+  @MeterUsage('api_requests', { value: 3 })
+  three(): string {
+    return 'ok';
+  }
+
+  @Get('4')
+  @MeterUsage('api_requests', { value: 4 })
+  four(): string {
+    return 'ok';
+  }
+
+  @Get('5')
+  @MeterUsage('api_requests', { value: 5 })
+  five(): string {
+    return 'ok';
+  }
+}
+
+@Module({ controllers: [HeldController] })
+class HeldModule {}
 
 describe.each(PLATFORMS)('on platform-%s', (platform) => {
   describe('a module created from reporter options', () => {
@@ -183,6 +271,37 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
         ['cus_alice', 'api_requests', '1'],
       ]);
       // Neither a rejected request nor a passed one is left waiting for its pass.
+      expect(awaitingPasses()).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('keeps apart the passes of requests whose guards interleave: one held in a later guard while others pass or are refused', async () => {
+    const app = await startApp({
+      platform,
+      metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake), billIf: () => true, customer: () => 'cus_alice' }),
+      imports: [HeldModule],
+    });
+    held.reset();
+    try {
+      const server = app.getHttpServer();
+      // /held/1 waits in its route's guard, after the module's: the requests after it pass theirs meanwhile.
+      const first = request(server).get('/held/1').set('x-deny', '1').then((res) => res.status);
+      await held.waiting(1);
+      await request(server).get('/held/2').expect(200);
+      await request(server).get('/held/3').set('x-deny', '1').expect(403);
+      const fourth = request(server).get('/held/4').then((res) => res.status);
+      await held.waiting(2);
+      await request(server).get('/held/5').set('x-deny', '1').expect(403);
+      held.release();
+      expect(await first).toBe(403);
+      expect(await fourth).toBe(200);
+      await settle(app);
+      expect(billed()).toEqual([
+        ['cus_alice', 'api_requests', '2'],
+        ['cus_alice', 'api_requests', '4'],
+      ]);
       expect(awaitingPasses()).toBe(0);
     } finally {
       await app.close();
