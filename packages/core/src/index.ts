@@ -34,13 +34,13 @@ export { openSpoolOrMemory } from './store/spool-store';
 export { MemoryLedger } from './store/ledger';
 export { Pacer } from './delivery/pacer';
 export {
-  METERING_STATE,
   claimRequest,
   releaseClaim,
   setRequestUsage,
   skipRequestMetering,
   getRequestUsage,
   requestUsageOf,
+  hasRequestUsage,
   defaultCustomerId,
   identifierFromIdempotencyKey,
   withTimeout,

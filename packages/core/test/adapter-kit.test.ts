@@ -1,5 +1,5 @@
 // The adapter kit without a framework: what meterRequest() decides for one request, and what it reports when a step fails.
-import { MeterAdapterError, claimRequest, releaseClaim, endingAtClose, responseEnding, finishedWithin, getRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
+import { MeterAdapterError, claimRequest, releaseClaim, endingAtClose, responseEnding, finishedWithin, getRequestUsage, hasRequestUsage, identifierFromIdempotencyKey, meterRequest, meterRequestNow, requestUsageOf, setRequestUsage } from '@metered/core';
 import type { MeterError, MeterEventInput, RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import type { ServerResponse } from 'node:http';
 
@@ -141,6 +141,17 @@ describe('claimRequest', () => {
     expect(getRequestUsage(req)).toEqual({ claimed: true, value: 3 });
     expect(requestUsageOf(req)).toEqual({ value: 3 });
     expect(getRequestUsage({})).toEqual({});
+  });
+
+  it('keeps what a handler sets beside the request, not on it, in a table every copy of core shares', () => {
+    const req = {};
+    expect(hasRequestUsage(req)).toBe(false);
+    expect(requestUsageOf(req)).toEqual({});
+    setRequestUsage(req, { eventName: 'tokens', value: 5 });
+    expect(Object.getOwnPropertySymbols(req)).toEqual([]);
+    expect(hasRequestUsage(req)).toBe(true);
+    const registry = (globalThis as Record<symbol, unknown>)[Symbol.for('@metered/request-states')] as WeakMap<object, unknown>;
+    expect(registry.get(req)).toEqual({ eventName: 'tokens', value: 5 });
   });
 
   it('is given up by releaseClaim() once the response ended: the registry keeps no entry for it', () => {

@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, METERING_STATE, billsByDefault, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, releaseClaim, requestUsageOf, responseEnding, setRequestUsage, skipRequestMetering, whenResponseDone, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, billsByDefault, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, hasRequestUsage, releaseClaim, requestUsageOf, responseEnding, setRequestUsage, skipRequestMetering, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -125,7 +125,7 @@ function nestAdapter(config: ResolvedMeteringConfig, logger: Logger): RequestMet
     // Express has one object, and a Fastify wrapper seldom carries any.
     // Core reads it once, at once: the request's own state, not a copy, unless both objects carry one.
     usage: ({ request, rawRequest }) =>
-      request === rawRequest || (request as { [METERING_STATE]?: unknown })[METERING_STATE] === undefined
+      request === rawRequest || !hasRequestUsage(request)
         ? requestUsageOf(rawRequest)
         : { ...requestUsageOf(rawRequest), ...requestUsageOf(request) },
     // The default decided without building the outcome object it would read (one frozen object per request).
