@@ -1,6 +1,9 @@
 // Nest servers head to head, simultaneous rounds: what metering costs on its own, and what a change pays.
 //
-//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR] [--after DIR]
+//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify|express> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR] [--after DIR]
+//
+// `express` runs bench/roles/express-server.ts instead, with its variants (bare, metered, metered-no-http,
+// the peers) and no before/after builds.
 //
 // Each A:B pair names two servers of bench/roles/nest-server.ts and prints B ÷ A throughput (median of
 // the simultaneous rounds, each round's ratio, and each one's CPU per request). Names: bare, noop-guard,
@@ -31,7 +34,7 @@ function option(args: string[], name: string): string | undefined {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const kind = args[0];
-  if (kind !== 'nest-express' && kind !== 'nest-fastify') throw new Error('usage: nest-ab.ts <nest-express|nest-fastify> A:B [A:B ...]');
+  if (kind !== 'nest-express' && kind !== 'nest-fastify' && kind !== 'express') throw new Error('usage: nest-ab.ts <nest-express|nest-fastify|express> A:B [A:B ...]');
   const pairs = args.slice(1).filter((arg) => arg.includes(':')).map((arg) => arg.split(':') as [string, string]);
   const rounds = Number(option(args, 'rounds') ?? 6);
   const seconds = Number(option(args, 'seconds') ?? 3);
@@ -46,7 +49,8 @@ async function main(): Promise<void> {
     const nestjsFrom = build === undefined ? undefined : builds[build];
     if (build !== undefined && nestjsFrom === undefined) throw new Error(`${name} needs --${build} DIR`);
     const variant = build === undefined ? name : name.replace(/^(before|after)/, 'metered');
-    const started = await Child.start<ServerReady>('roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom } });
+    if (kind === 'express' && build !== undefined) throw new Error('before/after builds are for the Nest servers (Express: breakdown.ts express --before DIR)');
+    const started = await Child.start<ServerReady>(kind === 'express' ? 'roles/express-server.ts' : 'roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom } });
     servers.set(name, started);
     return started;
   };
