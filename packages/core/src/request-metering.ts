@@ -3,7 +3,6 @@ import { deriveIdentifier } from './identifier';
 import type { RequestUsageEvent } from './request-events';
 import { cancellableSleep } from './timers';
 
-
 /** What a request carries about its own metering. */
 export interface RequestMeteringState {
   /**

@@ -8,9 +8,9 @@ export interface AwaitingPass {
 /**
  * The requests waiting, keyed by the framework's response (Express's, or Fastify's reply), which is
  * what Nest hands `HttpAdapter#status()`. Nest calls `status()` a microtask or two after the guards
- * of the same request, before another request's guards run, so the one waiting is nearly always the
- * last one added: it is kept in a slot of its own, and a Map holds the others (requests whose guards
- * awaited something meanwhile). The Map's hashing of Express's response (whose prototype Express
+ * of the same request, before another request's guards run, so nearly always only one request is
+ * waiting: a request is kept in a slot of its own when the slot is free, in a Map otherwise (while
+ * the slot's request waits in a guard that awaits something, or for its refused response to end). The Map's hashing of Express's response (whose prototype Express
  * swaps per request) and its set and delete were ~4% of a Nest-on-Fastify hello world's throughput
  * (bench/NOTES.md); a property on the response cost ~2 µs per request. One table for every copy of
  * this package in the process, since one wrapped `status()` serves them all.
@@ -21,6 +21,8 @@ interface AwaitingTable {
   readonly others: Map<object, AwaitingPass>;
 }
 
+// Its key goes with the shape of the table and with WRAPPED (metering.guard.ts): a copy of this package
+// that kept another shape under another key wraps status() for its own table.
 const AWAITING: AwaitingTable = ((globalThis as { [key: symbol]: unknown })[Symbol.for('@metered/nestjs:awaiting-passes')] ??= {
   response: undefined,
   request: undefined,
@@ -30,9 +32,11 @@ const AWAITING: AwaitingTable = ((globalThis as { [key: symbol]: unknown })[Symb
 /** Until `passed()` or `forgetPass()` for `response`: the request that `status()` on it marks as passed. */
 export function awaitPass(response: object, request: AwaitingPass): void {
   const table = AWAITING;
-  if (table.response === undefined) {
+  if (table.response === undefined || table.response === response) {
     table.response = response;
     table.request = request;
+    // A response is awaited once (its request is claimed first); were it again, one entry stays.
+    if (table.others.size > 0) table.others.delete(response);
   } else {
     table.others.set(response, request);
   }

@@ -5,8 +5,12 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { MeterUsageInterceptor } from './meter-usage.interceptor';
 import { awaitPass, markPassed } from './guard-passes';
 
-/** Marks an HTTP adapter whose `status()` already records passes, so two modules wrap it once. */
-const WRAPPED = Symbol.for('@metered/nestjs:status-wrapped');
+/**
+ * Marks an HTTP adapter whose `status()` already records passes in the table of guard-passes.ts, so
+ * two modules (or copies of this package) sharing that table wrap it once. Named after the table's
+ * key: a copy with another table wraps status() for its own.
+ */
+const WRAPPED = Symbol.for('@metered/nestjs:status-wrapped:awaiting-passes');
 
 interface StatusAdapter {
   status(response: unknown, statusCode: number): unknown;

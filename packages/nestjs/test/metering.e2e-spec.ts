@@ -53,6 +53,7 @@ class Hold {
 
   reset(): void {
     this.arrived = 0;
+    this.arrivals.length = 0;
     this.released = new Promise<void>((resolve) => (this.open = resolve));
   }
 
