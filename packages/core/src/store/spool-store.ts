@@ -207,29 +207,6 @@ ${LEDGER_COLUMNS.map((c) => `${c}_count = ${c}_count + excluded.${c}_count, ${c}
 
 type RowParam = number | string | bigint | null;
 
-/**
- * Rows' parameters, gathered and run as multi-row statements of at most `ROWS_PER_STATEMENT` rows:
- * a caller pushes one row's parameters to `params`, then calls `added()`; `flush()` runs the rest.
- */
-class RowBatch {
-  readonly params: RowParam[] = [];
-  private rows = 0;
-
-  constructor(private readonly run: (rows: number, params: readonly RowParam[]) => void) {}
-
-  added(): void {
-    this.rows += 1;
-    if (this.rows === ROWS_PER_STATEMENT) this.flush();
-  }
-
-  flush(): void {
-    if (this.rows === 0) return;
-    this.run(this.rows, this.params);
-    this.params.length = 0;
-    this.rows = 0;
-  }
-}
-
 /** Appends the parameters of one `CELL_PLACEHOLDERS` row: the cell's key, then count, hi, lo per column, times `sign`. */
 function cellArgs(out: RowParam[], cell: LedgerCell, sign: 1n | -1n): void {
   out.push(cell.hour, cell.customerId, cell.eventName);
@@ -507,19 +484,25 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   private migrate(version: number, stored: readonly StoredEvent[]): void {
     this.db.transaction(() => {
       this.db.exec(`DROP TABLE events; ${EVENTS_TABLE}`);
-      const events = this.rowBatch(new Map<number, Statement>(), insertStoredEvents);
+      const statements = new Map<number, Statement>();
+      const rows: RowParam[] = [];
+      let count = 0;
       for (const { id, event, firstAttemptAt } of stored) {
-        events.params.push(id, encodeEvent(event), event.timestamp, firstAttemptAt);
-        events.added();
-      }
-      events.flush();
-      if (version === 1) {
-        const cells = this.rowBatch(this.upserts, upsertCells);
-        for (const cell of this.held.cells.values()) {
-          cellArgs(cells.params, cell, -1n);
-          cells.added();
+        rows.push(id, encodeEvent(event), event.timestamp, firstAttemptAt);
+        count += 1;
+        if (count === ROWS_PER_STATEMENT) {
+          this.runRows(statements, insertStoredEvents, count, rows);
+          rows.length = count = 0;
         }
-        cells.flush();
+      }
+      if (count > 0) this.runRows(statements, insertStoredEvents, count, rows);
+      if (version === 1) {
+        const cells: RowParam[] = [];
+        for (const cell of this.held.cells.values()) {
+          cells.length = 0;
+          cellArgs(cells, cell, -1n);
+          this.runRows(this.upserts, upsertCells, 1, cells);
+        }
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
@@ -722,15 +705,23 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
   // ---- writing ----
 
   private writePending(): void {
-    const events = this.rowBatch(this.inserts, insertEvents);
+    // Gathered into multi-row statements inline, here and for the cells below (as the migration does):
+    // this runs once per turn in 'turn' mode, on report()'s path; a shared helper object was tried and
+    // its A/B stayed inside this machine's noise, so the measured code stays (bench/NOTES.md).
+    const rows: RowParam[] = [];
+    let count = 0;
     const pending = this.pendingRows;
     for (let slot = 0; slot < pending.length; slot += 1) {
       const event = pending[slot];
       if (event === undefined) continue;
-      events.params.push(this.pendingFrom + slot, encodeEvent(event), event.timestamp);
-      events.added();
+      rows.push(this.pendingFrom + slot, encodeEvent(event), event.timestamp);
+      count += 1;
+      if (count === ROWS_PER_STATEMENT) {
+        this.runRows(this.inserts, insertEvents, count, rows);
+        rows.length = count = 0;
+      }
     }
-    events.flush();
+    if (count > 0) this.runRows(this.inserts, insertEvents, count, rows);
     // A batch is marked at one instant and its ids are mostly consecutive: one range update per run and
     // instant, rows inserted above included (an attempt is committed at once, so those are rare: only
     // while writes fail).
@@ -745,17 +736,17 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     }
     // Settled rows are mostly consecutive ids: one range delete per run.
     if (this.pendingDeletes.length > 0) forEachRun(this.pendingDeletes, (start, end) => this.deleteRange.run(start, end));
-    const cells = this.rowBatch(this.upserts, upsertCells);
+    const cells: RowParam[] = [];
+    count = 0;
     for (const cell of this.pendingCells.cells.values()) {
-      cellArgs(cells.params, cell, 1n);
-      cells.added();
+      cellArgs(cells, cell, 1n);
+      count += 1;
+      if (count === ROWS_PER_STATEMENT) {
+        this.runRows(this.upserts, upsertCells, count, cells);
+        cells.length = count = 0;
+      }
     }
-    cells.flush();
-  }
-
-  /** Rows for `sql`, run through the statements of `cache` (one per row count), `ROWS_PER_STATEMENT` at a time. */
-  private rowBatch(cache: Map<number, Statement>, sql: (rows: number) => string): RowBatch {
-    return new RowBatch((rows, params) => this.runRows(cache, sql, rows, params));
+    if (count > 0) this.runRows(this.upserts, upsertCells, count, cells);
   }
 
   private runRows(cache: Map<number, Statement>, sql: (rows: number) => string, rows: number, args: readonly unknown[]): void {
