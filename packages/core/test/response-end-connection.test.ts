@@ -13,25 +13,38 @@ interface Seen {
   store: string | undefined;
 }
 
-/** A server whose handler watches each response; `respond` decides what the handler does with it. */
-async function startServer(respond: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: http.Server; url: string; seen: Seen[]; sockets: Set<Socket>; done: EventEmitter }> {
+/** What each test server's handler does: watch the response in its request's async context (the URL), then answer. */
+function watcher(): { seen: Seen[]; done: EventEmitter; watch: (url: string, res: ServerResponse, respond: () => void) => void } {
   const seen: Seen[] = [];
-  const sockets = new Set<Socket>();
   const done = new EventEmitter();
   const storage = new AsyncLocalStorage<string>();
-  const server = http.createServer((req, res) => {
-    sockets.add(req.socket);
-    storage.run(req.url ?? '', () => {
+  const watch = (url: string, res: ServerResponse, respond: () => void): void =>
+    storage.run(url, () => {
       whenResponseDone(res, () => {
         seen.push({ ended: res.writableEnded, store: storage.getStore() });
         done.emit('done');
       });
-      respond(req, res);
+      respond();
     });
-  });
+  return { seen, done, watch };
+}
+
+/** Listens on 127.0.0.1 at a free port; its base URL. */
+async function listen(server: http.Server | http2.Http2Server): Promise<string> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, sockets, done };
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A server whose handler watches each response; `respond` decides what the handler does with it. */
+async function startServer(respond: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: http.Server; url: string; seen: Seen[]; sockets: Set<Socket>; done: EventEmitter }> {
+  const { seen, done, watch } = watcher();
+  const sockets = new Set<Socket>();
+  const server = http.createServer((req, res) => {
+    sockets.add(req.socket);
+    watch(req.url ?? '', res, () => respond(req, res));
+  });
+  return { server, url: await listen(server), seen, sockets, done };
 }
 
 function get(url: string, agent: http.Agent): Promise<string> {
@@ -144,22 +157,10 @@ describe('whenResponseDone on a connection', () => {
 
 describe('whenResponseDone on HTTP/2 (the compatibility API)', () => {
   async function startHttp2(respond: (res: http2.Http2ServerResponse) => void): Promise<{ server: http2.Http2Server; url: string; seen: Seen[]; done: EventEmitter }> {
-    const seen: Seen[] = [];
-    const done = new EventEmitter();
-    const storage = new AsyncLocalStorage<string>();
-    const server = http2.createServer((req, res) => {
-      storage.run(req.url, () => {
-        // Not a ServerResponse: watched through its own 'close'.
-        whenResponseDone(res as unknown as ServerResponse, () => {
-          seen.push({ ended: res.writableEnded, store: storage.getStore() });
-          done.emit('done');
-        });
-        respond(res);
-      });
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, done };
+    const { seen, done, watch } = watcher();
+    // Not a ServerResponse: watched through its own 'close'.
+    const server = http2.createServer((req, res) => watch(req.url, res as unknown as ServerResponse, () => respond(res)));
+    return { server, url: await listen(server), seen, done };
   }
 
   it('calls done once per finished response, in its request context', async () => {
