@@ -1,5 +1,7 @@
 // Pre-aggregation of sum meters: exact sums per customer × meter × window, stable fold identifiers, refused for non-sum meters.
 import { MeterConfigError, MeterReporter } from '@metered/core';
+import type { MeterEventInput } from '@metered/core';
+import { Aggregator } from '../src/aggregate/aggregator';
 import { expectInvariant, reporterFor, until, useFake } from './helpers';
 
 const stripe = useFake({ meters: ['api_requests', 'tokens', { event_name: 'seats', formula: 'last' }, 'unfolded'] });
@@ -125,5 +127,38 @@ describe('aggregate', () => {
     const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
     expect(() => reporter.report({ eventName: 'api_requests', customerId: 'cus_v', value: -1 })).toThrow(expect.objectContaining({ code: 'ERR_METER_INVALID_VALUE' }));
     expect(reporter.stats().rejected).toBe(1);
+  });
+
+  it('keeps nothing per window once its folds are closed: memory stays flat however many windows pass', () => {
+    let now = Date.parse('2026-12-01T00:00:00Z');
+    const emitted: MeterEventInput[] = [];
+    const aggregator = new Aggregator({
+      config: { windowMs: 1000, graceMs: 0, meters: new Set(['api_requests']), instanceId: 'pod-a' },
+      customerKey: 'stripe_customer_id',
+      valueKey: 'value',
+      emit: (event) => emitted.push(event),
+      onEmitError: (error) => {
+        throw error;
+      },
+      now: () => now,
+    });
+    // What the aggregator holds in its collections, whatever they are called.
+    const held = (): number => Object.values(aggregator).reduce((sum: number, field: unknown) => sum + (field instanceof Map || field instanceof Set ? field.size : 0), 0);
+    const identifiers = new Set<string>();
+    for (let window = 0; window < 500; window += 1) {
+      for (let customer = 0; customer < 20; customer += 1) identifiers.add(aggregator.add({ eventName: 'api_requests', customerId: `cus_${customer}`, timestamp: now }));
+      aggregator.closeAll();
+      now += 1000;
+      expect(held()).toBe(0);
+    }
+    // A split and a second fold of one key in one window still get identifiers of their own.
+    identifiers.add(aggregator.add({ eventName: 'api_requests', customerId: 'cus_0', timestamp: now }));
+    aggregator.closeAll();
+    identifiers.add(aggregator.add({ eventName: 'api_requests', customerId: 'cus_0', timestamp: now }));
+    aggregator.closeAll();
+    aggregator.dispose();
+    expect(emitted).toHaveLength(500 * 20 + 2);
+    expect(identifiers.size).toBe(emitted.length);
+    expect(new Set(emitted.map((event) => event.identifier)).size).toBe(emitted.length);
   });
 });

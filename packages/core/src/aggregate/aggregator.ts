@@ -24,8 +24,6 @@ interface Bucket {
   readonly first: QueuedEvent;
   sum: bigint;
   earliest: number;
-  /** Folds already made for this key and window by this reporter (a split, a flush mid-window). */
-  readonly generation: number;
   /** Identifiers given by the caller, so a retry inside the window is not added twice. */
   readonly given: Set<string>;
   readonly identifier: string;
@@ -69,7 +67,12 @@ export interface AggregatorParts {
  */
 export class Aggregator {
   private readonly buckets = new Map<string, Bucket>();
-  private readonly generations = new Map<string, number>();
+  /**
+   * Folds this reporter has opened: each fold's number, part of its identifier. One count for every key
+   * rather than one per key and window (a split, a flush mid-window, a late report open another fold of
+   * the same key): nothing is kept per window once its folds are closed.
+   */
+  private opened = 0;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   private readonly now: () => number;
@@ -141,10 +144,10 @@ export class Aggregator {
   }
 
   private open(key: string, windowStart: number, event: QueuedEvent): Bucket {
-    const generation = this.generations.get(key) ?? 0;
-    this.generations.set(key, generation + 1);
-    const identifier = deriveIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(generation));
-    const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, generation, given: new Set(), identifier };
+    const fold = this.opened;
+    this.opened += 1;
+    const identifier = deriveIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(fold));
+    const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, given: new Set(), identifier };
     this.buckets.set(key, bucket);
     this.schedule(windowStart + this.parts.config.windowMs + this.parts.config.graceMs);
     return bucket;
