@@ -6,8 +6,13 @@
 // the peers) and no before/after builds.
 //
 // Each A:B pair names two servers of bench/roles/nest-server.ts and prints B ÷ A throughput (median of
-// the simultaneous rounds, each round's ratio, and each one's CPU per request). Names: bare, noop-guard,
+// the simultaneous rounds, each round's ratio, each one's CPU per request and requests per second, and the
+// two servers' CPU together in cores: below ~0.95 the core was not saturated and the ratio is not the
+// ratio of CPU costs). Names: bare, noop-guard,
 // noop-interceptor, metered, metered-no-http (the HTTP exchange with Stripe answered without a socket),
+// metered-worker (deliveryThread 'worker', the worker on the server's core: the scheduler then shares
+// that core between three threads, so read its CPU per request, not its throughput), metered-worker-spare
+// (the worker moved to the tools' CPUs: the spare-core case; the server's own core is shared 1:1 again),
 // metered-no-delivery (report() only counts: the adapter's own cost, without
 // the reporter); `before` and `before-no-delivery` are the same two metered variants with the
 // @metered/nestjs built in DIR (a directory whose node_modules holds that build, e.g. the committed
@@ -50,7 +55,7 @@ async function main(): Promise<void> {
     if (build !== undefined && nestjsFrom === undefined) throw new Error(`${name} needs --${build} DIR`);
     const variant = build === undefined ? name : name.replace(/^(before|after)/, 'metered');
     if (kind === 'express' && build !== undefined) throw new Error('before/after builds are for the Nest servers (Express: breakdown.ts express --before DIR)');
-    const started = await Child.start<ServerReady>(kind === 'express' ? 'roles/express-server.ts' : 'roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom } });
+    const started = await Child.start<ServerReady>(kind === 'express' ? 'roles/express-server.ts' : 'roles/nest-server.ts', { cpus: placement.server, config: { kind, variant, fake: fake.ready, nestjsFrom, workerCpus: placement.tools } });
     servers.set(name, started);
     return started;
   };
@@ -62,14 +67,18 @@ async function main(): Promise<void> {
     await simultaneous(a, b, CONNECTIONS, WARMUP_SECONDS);
     const ratios: number[] = [];
     const cpu: Array<[number, number]> = [];
+    const busy: number[] = [];
+    const rps: Array<[number, number]> = [];
     for (let i = 0; i < rounds; i += 1) {
       const round = await simultaneous(a, b, CONNECTIONS, seconds);
       ratios.push(round.b.rps / round.a.rps);
       cpu.push([round.a.cpuUs, round.b.cpuUs]);
+      busy.push(round.a.cores + round.b.cores);
+      rps.push([round.a.rps, round.b.rps]);
       await fake.call('reset');
     }
     const each = ratios.map((ratio) => ratio.toFixed(3)).join(' ');
-    console.log(`${bName} ÷ ${aName}: ${median(ratios).toFixed(3)}× (rounds: ${each})   CPU/request ${median(cpu.map((c) => c[0])).toFixed(1)} → ${median(cpu.map((c) => c[1])).toFixed(1)} µs`);
+    console.log(`${bName} ÷ ${aName}: ${median(ratios).toFixed(3)}× (rounds: ${each})   CPU/request ${median(cpu.map((c) => c[0])).toFixed(1)} → ${median(cpu.map((c) => c[1])).toFixed(1)} µs   req/s ${median(rps.map((r) => r[0])).toFixed(0)} → ${median(rps.map((r) => r[1])).toFixed(0)}   servers' CPU ${median(busy).toFixed(2)} cores`);
   }
   for (const running of servers.values()) await running.stop();
   await fake.stop();

@@ -1,17 +1,14 @@
 // Child process: the delivery thread (issue 14) — a reporter with deliveryThread 'main' or 'worker', on its own or behind an Express app, with each thread's CPU read apart.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import type { Worker } from 'node:worker_threads';
 import { MeterReporter } from '@metered/core';
 import type { DeliveryThread, MeterReporterOptions } from '@metered/core';
 import { meterUsage } from '@metered/express';
 import express from 'express';
 import { childConfig, serveParent } from '../lib/proc';
 import type { FakeReady } from './fake-stripe';
-import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, reporterOptions } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, SERVER_HOST, cpuMs, placeDeliveryWorker, reporterOptions } from './shared';
 
 export interface DeliveryThreadConfig {
   fake: FakeReady;
@@ -32,30 +29,6 @@ export interface LoopResult extends ThreadCpu {
   requests: number;
 }
 
-/**
- * The delivery worker of this process. Not part of the package's API: read from the built file the
- * package itself loads (same path, so the same module instance), for the bench only.
- */
-function deliveryWorker(): Worker | undefined {
-  const file = path.join(path.dirname(require.resolve('@metered/core')), 'transport', 'worker-dispatcher.js');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a built file outside the package's exports, found at run time
-  const { deliveryWorkers } = require(file) as { deliveryWorkers: Set<Worker> };
-  return [...deliveryWorkers][0];
-}
-
-/** The worker's Linux thread id, as it reads it from /proc/thread-self. */
-function workerTid(worker: Worker): Promise<string> {
-  return new Promise((resolve) => {
-    const onMessage = (message: { tid?: string }): void => {
-      if (message.tid === undefined) return;
-      worker.off('message', onMessage);
-      resolve(message.tid);
-    };
-    worker.on('message', onMessage);
-    worker.postMessage({ tid: true });
-  });
-}
-
 let tid: string | undefined;
 
 /** A thread's CPU time from the scheduler (ns, /proc/self/task/<tid>/schedstat), in milliseconds; Node 20 has no per-thread CPU API. */
@@ -72,12 +45,9 @@ function since(before: ThreadCpu): ThreadCpu {
   return { mainMs: now.mainMs - before.mainMs, workerMs: now.workerMs - before.workerMs, processMs: now.processMs - before.processMs };
 }
 
-/** Finds the worker (if any) and, when asked, moves it to other CPUs (`taskset -pc`): the spare-core case. */
+/** Finds the worker (if any) and, when asked, moves it to other CPUs: the spare-core case. */
 async function placeWorker(cpus: string | undefined): Promise<string | undefined> {
-  const worker = deliveryWorker();
-  if (worker === undefined) return undefined;
-  tid = await workerTid(worker);
-  if (cpus !== undefined) execFileSync('taskset', ['-p', '-c', cpus, tid], { stdio: 'ignore' });
+  tid = await placeDeliveryWorker(cpus);
   return tid;
 }
 

@@ -14,7 +14,7 @@ import responseTime from 'response-time';
 import Stripe from 'stripe';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
-import { BENCH_CUSTOMER, BENCH_EVENT, EXPRESS_PEERS, LOG_SINK, SERVER_HOST, cpuMs, reporterOptionsFor } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, EXPRESS_PEERS, LOG_SINK, SERVER_HOST, cpuMs, isMeteredVariant, placeDeliveryWorker, reporterOptionsFor } from './shared';
 import type { Delivery, ExpressPeer, ServerConfig, ServerReady } from './shared';
 import type { SpoolServerSettings } from '../scenarios/spool';
 
@@ -36,13 +36,13 @@ function peerMiddleware(peer: ExpressPeer): RequestHandler {
 
 function main(): void {
   // `spool` is set by scenario 8 only: the metered variant's reporter then runs over the on-disk spool.
-  const { variant, fake, spool } = childConfig<ServerConfig & SpoolServerSettings>();
+  const { variant, fake, spool, workerCpus } = childConfig<ServerConfig & SpoolServerSettings>();
   if (variant === 'noop-interceptor' || variant === 'nestjs-pino') throw new Error(`${variant} is a Nest variant`);
   const app = express();
   let reporter: MeterReporter | undefined;
   let flush = (): Promise<void> => Promise.resolve();
 
-  if (variant === 'metered' || variant === 'metered-no-http') {
+  if (isMeteredVariant(variant)) {
     const options = reporterOptionsFor(variant, fake);
     reporter = new MeterReporter(spool === undefined ? options : { ...options, spool });
     const metering = meterUsage({ reporter, eventName: BENCH_EVENT, customer: () => BENCH_CUSTOMER });
@@ -69,7 +69,9 @@ function main(): void {
     });
   }
 
-  const server = app.listen(0, SERVER_HOST, () => {
+  const serve = async (): Promise<void> => {
+    // The spare-core case: the delivery worker moved off the server's core before the first round.
+    if (variant === 'metered-worker-spare') await placeDeliveryWorker(workerCpus);
     const { port } = server.address() as AddressInfo;
     const ready: ServerReady = { url: `http://${SERVER_HOST}:${port}/hello` };
     serveParent(ready, {
@@ -86,7 +88,8 @@ function main(): void {
         await reporter?.close();
       },
     });
-  });
+  };
+  const server = app.listen(0, SERVER_HOST, () => void serve());
 }
 
 main();

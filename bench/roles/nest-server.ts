@@ -24,7 +24,7 @@ import pino from 'pino';
 import { childConfig, serveParent } from '../lib/proc';
 import { profilerHandlers } from '../lib/profiler';
 import type { FakeReady } from './fake-stripe';
-import { BENCH_CUSTOMER, BENCH_EVENT, LOG_SINK, SERVER_HOST, cpuMs, reporterOptions, reporterOptionsFor } from './shared';
+import { BENCH_CUSTOMER, BENCH_EVENT, LOG_SINK, SERVER_HOST, cpuMs, isMeteredVariant, placeDeliveryWorker, reporterOptions, reporterOptionsFor } from './shared';
 import type { Delivery, ServerConfig, ServerReady, ServerVariant } from './shared';
 
 @Controller()
@@ -110,10 +110,10 @@ function meteredModule(lib: Metering, fake: FakeReady, variant: NestVariant, cou
 }
 
 async function main(): Promise<void> {
-  const { kind, variant, fake, nestjsFrom } = childConfig<Omit<ServerConfig, 'variant'> & { variant: NestVariant; nestjsFrom?: string }>();
+  const { kind, variant, fake, nestjsFrom, workerCpus } = childConfig<Omit<ServerConfig, 'variant'> & { variant: NestVariant; nestjsFrom?: string }>();
   const lib = meteringFrom(nestjsFrom);
   const counting = variant === 'metered-no-delivery' ? countingReporter(lib, fake) : undefined;
-  const metered = variant === 'metered' || variant === 'metered-no-http' || counting !== undefined;
+  const metered = isMeteredVariant(variant) || counting !== undefined;
   if (variant === 'naive') throw new Error('the naive variant is an Express app only');
   const others: Partial<Record<NestVariant, new () => unknown>> = { 'noop-interceptor': NoopInterceptorModule, 'noop-guard': NoopGuardModule, 'nestjs-pino': PinoModule };
   const root = metered ? meteredModule(lib, fake, variant, counting) : (others[variant] ?? BareModule);
@@ -121,6 +121,7 @@ async function main(): Promise<void> {
   const adapter = kind === 'nest-fastify' ? new FastifyAdapter() : new ExpressAdapter();
   const app: INestApplication = await NestFactory.create(root, adapter, { logger: false });
   await app.listen(0, SERVER_HOST);
+  if (variant === 'metered-worker-spare') await placeDeliveryWorker(workerCpus);
   const port = new URL(await app.getUrl()).port;
   const ready: ServerReady = { url: `http://${SERVER_HOST}:${port}/hello` };
   serveParent(ready, {

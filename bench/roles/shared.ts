@@ -1,4 +1,7 @@
 // What every server role shares: the billed customer and meter, the reporter's options, and CPU accounting.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import type { MeterReporterOptions } from '@metered/core';
 import type { FakeReady } from './fake-stripe';
 
@@ -14,11 +17,21 @@ export type ServerKind = 'express' | 'nest-express' | 'nest-fastify';
  * bare Nest app with a global interceptor that does nothing, the price of any interceptor (Nest only);
  * `metered-no-http` is `metered` with a dispatcher that answers without a socket (`nullDispatcher()`),
  * for breakdowns: what the HTTP exchange with Stripe costs, apart from everything else metering does.
+ * `metered-worker` is `metered` with `deliveryThread: 'worker'`, the worker on the server's own core;
+ * `metered-worker-spare` the same with the worker moved to the tools' CPUs (`ServerConfig.workerCpus`),
+ * the spare-core case (`placeDeliveryWorker()`).
  * The peers are what apps already run on every request, each with its defaults and its output
  * written to /dev/null: morgan, pino-http, express-prom-bundle and response-time on Express,
  * nestjs-pino on Nest.
  */
-export type ServerVariant = 'bare' | 'metered' | 'metered-no-http' | 'naive' | 'noop-interceptor' | PeerVariant;
+export type ServerVariant = 'bare' | MeteredVariant | 'naive' | 'noop-interceptor' | PeerVariant;
+export type MeteredVariant = 'metered' | 'metered-no-http' | 'metered-worker' | 'metered-worker-spare';
+const METERED_VARIANTS: readonly string[] = ['metered', 'metered-no-http', 'metered-worker', 'metered-worker-spare'] satisfies MeteredVariant[];
+
+/** Whether the variant runs the real reporter (with or without its HTTP exchange, on either thread). */
+export function isMeteredVariant(variant: string): variant is MeteredVariant {
+  return METERED_VARIANTS.includes(variant);
+}
 
 export type PeerVariant = ExpressPeer | NestPeer;
 export type ExpressPeer = 'morgan' | 'pino-http' | 'express-prom-bundle' | 'response-time';
@@ -34,6 +47,8 @@ export interface ServerConfig {
   kind: ServerKind;
   variant: ServerVariant;
   fake: FakeReady;
+  /** `metered-worker-spare`: the CPUs its delivery worker is moved to (the tools'); unset where nothing is pinned. */
+  workerCpus?: string;
 }
 
 export interface ServerReady {
@@ -52,9 +67,47 @@ export function reporterOptions(fake: FakeReady): MeterReporterOptions {
   return { apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl, maxRequestsPerSecond: LIVE_STREAM_RPS };
 }
 
-/** `reporterOptions()`, answered without HTTP for the `metered-no-http` variant. */
+/** `reporterOptions()` as the metered variant runs them: answered without HTTP, or delivered from a worker thread. */
 export function reporterOptionsFor(variant: string, fake: FakeReady): MeterReporterOptions {
-  return variant === 'metered-no-http' ? { ...reporterOptions(fake), dispatcher: nullDispatcher() } : reporterOptions(fake);
+  if (variant === 'metered-no-http') return { ...reporterOptions(fake), dispatcher: nullDispatcher() };
+  if (variant === 'metered-worker' || variant === 'metered-worker-spare') return { ...reporterOptions(fake), deliveryThread: 'worker' };
+  return reporterOptions(fake);
+}
+
+/**
+ * The delivery worker of this process. Not part of the package's API: read from the built file the
+ * package itself loads (same path, so the same module instance), for the bench only.
+ */
+function deliveryWorker(): Worker | undefined {
+  const file = path.join(path.dirname(require.resolve('@metered/core')), 'transport', 'worker-dispatcher.js');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a built file outside the package's exports, found at run time
+  const { deliveryWorkers } = require(file) as { deliveryWorkers: Set<Worker> };
+  return [...deliveryWorkers][0];
+}
+
+/** The worker's Linux thread id, as it reads it from /proc/thread-self. */
+function workerTid(worker: Worker): Promise<string> {
+  return new Promise((resolve) => {
+    const onMessage = (message: { tid?: string }): void => {
+      if (message.tid === undefined) return;
+      worker.off('message', onMessage);
+      resolve(message.tid);
+    };
+    worker.on('message', onMessage);
+    worker.postMessage({ tid: true });
+  });
+}
+
+/**
+ * Finds this process's delivery worker (if any) and, when given CPUs, moves it there with `taskset -pc`:
+ * the spare-core case (threads are born with the process's pinning). Its thread id, or undefined.
+ */
+export async function placeDeliveryWorker(cpus: string | undefined): Promise<string | undefined> {
+  const worker = deliveryWorker();
+  if (worker === undefined) return undefined;
+  const tid = await workerTid(worker);
+  if (cpus !== undefined) execFileSync('taskset', ['-p', '-c', cpus, tid], { stdio: 'ignore' });
+  return tid;
 }
 
 /** CPU time this process has used, milliseconds (user + system). */
