@@ -69,22 +69,42 @@ function onConnectionClose(this: ServerSocket): void {
 }
 
 /**
- * The responses pending on `res`'s connection when Node's HTTP/1 server serves it (finished
- * responses then come from the diagnostics channel, one listener per connection catches the client
- * leaving first), or undefined for anything else: HTTP/2's compatibility layer, a response built by
- * a test harness or another server, a pipelined response waiting for the connection.
+ * The connection a response of Node's HTTP/1 server goes out on: its socket, or, for a pipelined
+ * response still waiting for the ones before it (no socket of its own yet), its request's. Undefined
+ * for anything else (HTTP/2's compatibility layer, a response built by a test harness or another
+ * server) and for a response already finished, whose socket Node has let go: its own 'close' follows.
  */
-function pendingOnConnection(res: ServerResponse): Watch[] | undefined {
+function connectionOf(res: ServerResponse): ServerSocket | undefined {
   if (!(res instanceof ServerResponse)) return undefined;
-  const socket: ServerSocket | null = res.socket;
-  if (socket === null || socket.parser === undefined || socket.parser === null) return undefined;
-  let pending = socket[PENDING];
+  const queuedOn: ServerSocket | null | undefined = res.writableFinished ? null : (res.req as { socket?: Socket | null } | undefined)?.socket;
+  const socket: ServerSocket | null | undefined = res.socket ?? queuedOn;
+  if (socket === null || socket === undefined || socket.parser === undefined || socket.parser === null) return undefined;
+  return socket;
+}
+
+/**
+ * The responses pending on `connection`: finished ones come from the diagnostics channel, and one
+ * listener on the connection catches the client leaving first, for every response on it, the ones
+ * queued behind another included (Node emits nothing on a queued response whose connection goes).
+ */
+function pendingOn(connection: ServerSocket): Watch[] {
+  let pending = connection[PENDING];
   if (pending === undefined) {
     pending = [];
-    socket[PENDING] = pending;
-    socket.once('close', onConnectionClose);
+    connection[PENDING] = pending;
+    connection.once('close', onConnectionClose);
   }
   return pending;
+}
+
+/**
+ * Whether the response can no longer end or be abandoned (nothing more will be emitted for it): its
+ * connection gone, or, on HTTP/2 (whose compatibility response has neither `closed` nor, once over, a
+ * socket), its stream closed.
+ */
+function alreadyOver(res: ServerResponse, connection: ServerSocket | undefined): boolean {
+  if (res.closed || res.socket?.destroyed === true || connection?.destroyed === true) return true;
+  return (res as { stream?: { closed?: boolean } }).stream?.closed === true;
 }
 
 /**
@@ -110,16 +130,17 @@ export function whenResponseDone(res: ServerResponse, done: () => void): void;
 export function whenResponseDone<A>(res: ServerResponse, done: (argument: A) => void, argument: A): void;
 export function whenResponseDone(res: ServerResponse, done: (argument: unknown) => void, argument?: unknown): void {
   const watch: Watch = { res, done, argument, context: new AsyncResource('metered.response'), fired: false, pending: undefined };
-  // A response whose connection is already gone emits no more 'close'.
-  if (res.closed || res.socket?.destroyed === true) {
+  const connection = connectionOf(res);
+  // A response whose connection (or HTTP/2 stream) is already gone emits no more 'close'.
+  if (alreadyOver(res, connection)) {
     setImmediate(fire, watch);
     return;
   }
-  const pending = pendingOnConnection(res);
-  if (pending === undefined) {
+  if (connection === undefined) {
     res.once('close', () => fire(watch));
     return;
   }
+  const pending = pendingOn(connection);
   if (!subscribed) {
     subscribe('http.server.response.finish', onResponseFinish);
     subscribed = true;

@@ -153,6 +153,34 @@ describe('whenResponseDone on a connection', () => {
     await once(server, 'close');
     expect(seen).toHaveLength(3);
   });
+  it('calls done once for pipelined requests still queued when their connection goes (Node emits nothing on them)', async () => {
+    let arrived = 0;
+    const { server, url, seen, done } = await startServer((_req, res) => {
+      arrived += 1;
+      // /a never answers; /b and /c end at once and wait behind it, without a socket of their own.
+      if (_req.url !== '/a') res.end('queued');
+    });
+    const { port } = new URL(url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      socket.write(['/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+      while (arrived < 3) await new Promise((resolve) => setImmediate(resolve));
+      expect(seen).toEqual([]);
+      socket.destroy();
+      await waitFor(() => seen.length >= 3, done);
+      expect(seen).toEqual([
+        { ended: false, store: '/a' },
+        { ended: true, store: '/b' },
+        { ended: true, store: '/c' },
+      ]);
+    } finally {
+      socket.destroy();
+      server.close();
+    }
+    await once(server, 'close');
+    expect(seen).toHaveLength(3);
+  });
 });
 
 describe('whenResponseDone on HTTP/2 (the compatibility API)', () => {
@@ -186,22 +214,44 @@ describe('whenResponseDone on HTTP/2 (the compatibility API)', () => {
   });
 
   it('calls done once when the client cancels its stream before the response ends', async () => {
-    const { server, url, seen, done } = await startHttp2((res) => {
+    const started = await startHttp2((res) => {
       res.writeHead(200);
       res.write('first chunk');
     });
-    const client = http2.connect(url);
-    try {
-      const stream = client.request({ ':path': '/slow' });
-      await once(stream, 'data');
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      await waitFor(() => seen.length >= 1, done);
-      expect(seen).toEqual([{ ended: false, store: '/slow' }]);
-    } finally {
-      client.close();
-      server.close();
-    }
-    await once(server, 'close');
-    expect(seen).toHaveLength(1);
+    await expectOneCancelled(started, '/slow', (stream) => once(stream, 'data'));
+  });
+
+  it('calls done once for a stream the client cancelled before the watch began (its response then has neither closed nor a socket)', async () => {
+    const arrived = new EventEmitter();
+    await expectOneCancelled(await startHttp2Deferred(arrived), '/gone', () => once(arrived, 'arrived'));
   });
 });
+
+/** Requests `path`, cancels the stream once `ready` resolves, and expects one call of done for it, its response not ended. */
+async function expectOneCancelled(started: { server: http2.Http2Server; url: string; seen: Seen[]; done: EventEmitter }, path: string, ready: (stream: http2.ClientHttp2Stream) => Promise<unknown>): Promise<void> {
+  const { server, url, seen, done } = started;
+  const client = http2.connect(url);
+  try {
+    const stream = client.request({ ':path': path });
+    stream.on('error', () => undefined);
+    await ready(stream);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await waitFor(() => seen.length >= 1, done);
+    expect(seen).toEqual([{ ended: false, store: path }]);
+  } finally {
+    client.close();
+    server.close();
+  }
+  await once(server, 'close');
+  expect(seen).toHaveLength(1);
+}
+
+/** An HTTP/2 server whose handler watches its response only once the client has cancelled the stream. */
+async function startHttp2Deferred(events: EventEmitter): Promise<{ server: http2.Http2Server; url: string; seen: Seen[]; done: EventEmitter }> {
+  const { seen, done, watch } = watcher();
+  const server = http2.createServer((req, res) => {
+    req.stream.once('close', () => watch(req.url, res as unknown as ServerResponse, () => undefined));
+    events.emit('arrived');
+  });
+  return { server, url: await listen(server), seen, done };
+}

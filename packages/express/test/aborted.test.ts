@@ -1,5 +1,6 @@
 // Aborted requests: a response that had started is billed; one whose client left before it started is not (unless billAborted or abortGraceMs).
 import http from 'node:http';
+import net from 'node:net';
 import type { Server } from 'node:http';
 import { meterUsage, setRequestUsage } from '@metered/express';
 import type { MeteringMiddleware, MeteringMiddlewareOptions } from '@metered/express';
@@ -148,6 +149,40 @@ describe.each(EXPRESS_VERSIONS)('aborted requests on %s', (_name, express) => {
     await metering.flush();
     expect(billed(suite.fake)).toEqual([{ customer: 'cus_alice', eventName: 'api_requests', value: '1' }]);
     expect(metering.stats()).toMatchObject({ metered: 1, skipped: { aborted: 0 } });
+  });
+
+  it('settles pipelined requests still queued behind a slow one when the client leaves: each counted, nothing left in progress', async () => {
+    const metering = suite.meter({});
+    const release = deferred();
+    let queuedEnded = 0;
+    const bothEnded = deferred();
+    const app = buildApp(express, [metering], (a) => {
+      a.get('/v1/slow', (_req, res) => void release.promise.then(() => res.json({ done: true })));
+      // Ended at once, but queued behind /v1/slow on the connection: never written, and Node emits nothing on it when the connection goes.
+      a.get('/v1/quick', (_req, res) => {
+        res.json({ quick: true });
+        if ((queuedEnded += 1) === 2) bothEnded.resolve();
+      });
+    });
+    server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server!.once('listening', () => resolve()));
+    const serverSide = new Promise<net.Socket>((resolve) => server!.once('connection', resolve));
+    const socket = net.connect(portOf(server.address()), '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write(['/v1/slow', '/v1/quick', '/v1/quick'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\nauthorization: ${ALICE.authorization}\r\n\r\n`).join(''));
+    await bothEnded.promise;
+    const connection = await serverSide;
+    socket.destroy();
+    await new Promise<void>((resolve) => connection.once('close', () => resolve()));
+    await metering.flush();
+    // The two the handler ended are billed, as any response ended before its client left; the slow one left unanswered is not.
+    expect(billed(suite.fake)).toEqual([
+      { customer: 'cus_alice', eventName: 'api_requests', value: '1' },
+      { customer: 'cus_alice', eventName: 'api_requests', value: '1' },
+    ]);
+    expect(metering.stats()).toMatchObject({ seen: 3, metered: 2, skipped: { aborted: 1 }, inProgress: 0 });
+    release.resolve();
   });
 
   it('with billAborted, billIf still decides', async () => {

@@ -5,7 +5,6 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { IncomingMessage, ServerResponse } from 'node:http';
-import onFinished from 'on-finished';
 import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
@@ -283,8 +282,10 @@ export class MeterUsageInterceptor implements NestInterceptor {
     });
     // Listening before the handler runs, so a response sent synchronously is not missed. Ended
     // (by the handler) before the connection went away means completed; otherwise the client aborted.
+    // Core's watch, as the guard's path has it: it also sees a pipelined response whose connection goes
+    // while it waits its turn, and an HTTP/2 stream cancelled before this ran (on-finished saw neither).
     const responseDone = new Promise<boolean>((resolve) => {
-      onFinished(rawResponse, () => resolve(rawResponse.writableEnded));
+      whenResponseDone(rawResponse, () => resolve(rawResponse.writableEnded));
     });
 
     const arrivedAt = Date.now();

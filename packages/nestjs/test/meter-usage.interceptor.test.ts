@@ -66,7 +66,7 @@ class SkippedController {
   route(): void {}
 }
 
-/** A Node-like request/response pair whose finish and abort the test drives. */
+/** A Node-like request/response pair whose finish and abort the test drives (the events a Node ≥ 20 response emits). */
 function exchange(options: { user?: object; headers?: Record<string, string>; fastify?: boolean } = {}) {
   const socket = Object.assign(new EventEmitter(), { writable: true });
   const rawRequest = Object.assign(new EventEmitter(), { method: 'GET', headers: options.headers ?? {}, user: options.user ?? { stripeCustomerId: 'cus_1' } });
@@ -84,13 +84,17 @@ function exchange(options: { user?: object; headers?: Record<string, string>; fa
       rawResponse.finished = true;
       rawResponse.writableEnded = true;
       rawResponse.emit('finish');
+      // As a Node ≥ 20 response does: 'close' after 'finish', always.
+      rawResponse.emit('close');
     },
     /** Sends the headers, as an SSE stream does before its first event. */
     start(): void {
       rawResponse.headersSent = true;
     },
+    /** The client leaves: its connection closes, and with it the response, unfinished. */
     abort(): void {
       socket.emit('close');
+      rawResponse.emit('close');
     },
   };
 }

@@ -8,9 +8,10 @@ import { ConfigModule, ConfigService } from '@nestjs/config';
 import { meterUsage } from '@metered/express';
 import { startFakeStripe } from '@metered/testing';
 import type { FakeStripe } from '@metered/testing';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import type { ServerResponse } from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { MeteringModule, MeterUsage, MeterUsageInterceptor } from '../src';
@@ -682,6 +683,38 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       releaseAgain();
       await settle(app!);
       expect(billed()).toEqual([]);
+    });
+
+    it('settles pipelined requests still queued behind a held one when their connection goes: billed once each, flush() returns', async () => {
+      const port = await listen();
+      const ended = new Set<string>();
+      const endedNow = new EventEmitter();
+      // Marks each handler's end of its Node response: the queued ones end without writing (their turn never comes).
+      app!.getHttpServer().prependListener('request', (req: http.IncomingMessage, res: ServerResponse) => {
+        const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+        res.end = ((...args: unknown[]) => {
+          ended.add(req.url ?? '');
+          endedNow.emit('ended');
+          return end(...args);
+        }) as ServerResponse['end'];
+      });
+      const held = PacedController.hold();
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await once(socket, 'connect');
+      // The guard's path (/items) and the interceptor's (/ai/observable) behind one that is held.
+      socket.write(['/paced/slow-static', '/items', '/ai/observable'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\nx-api-key: key_alice\r\n\r\n`).join(''));
+      await held.arrived;
+      while (!ended.has('/items') || !ended.has('/ai/observable')) await once(endedNow, 'ended');
+      socket.destroy();
+      await settle(app!);
+      expect(billed().sort()).toEqual([
+        ['cus_alice', 'api_requests', '1'],
+        ['cus_alice', 'tokens', '3'],
+      ]);
+      held.release();
+      await settle(app!);
+      expect(billed()).toHaveLength(2);
     });
 
     it('is billed with abortGraceMs for the work the handler finished after it left', async () => {
