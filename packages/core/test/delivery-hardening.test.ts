@@ -150,6 +150,18 @@ describe('a refused API key', () => {
     expect(recorded.errors.map((e) => e.error.code)).toEqual(['ERR_METER_UNAUTHORIZED']);
   });
 
+  it('gives a batch held at the breaker longer than its retry budget the whole budget once the key works', async () => {
+    // The probe comes 5 s after the refusal, past maxElapsedMs; then one 503, which the budget must still cover.
+    const { reporter, recorded } = reporterFor(fake, { mode: 'direct', concurrency: 1, retry: { maxElapsedMs: 2_000, initialDelayMs: 10, maxDelayMs: 50 } });
+    fake.faults.fail({ endpoint: 'meter_events', status: 401, count: 1 });
+    fake.faults.fail({ endpoint: 'meter_events', status: 503, count: 1 });
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_held' });
+    await until(() => reporter.stats().delivered + reporter.stats().failed === 1, 'the held event to be settled', 15_000);
+    expect(reporter.stats()).toMatchObject({ delivered: 1, failed: 0 });
+    expect(fake.requests().map((r) => r.status)).toEqual([401, 503, 200]);
+    expect(recorded.errors.map((e) => e.error.code)).toEqual(['ERR_METER_UNAUTHORIZED']);
+  }, 20_000);
+
   it('resumes when a probe succeeds, delivering every held event once', async () => {
     const { reporter, recorded } = reporterFor(fake, { mode: 'direct', concurrency: 2 });
     // A key refused for a moment (rotated late): both concurrent requests are refused, the probe is not.

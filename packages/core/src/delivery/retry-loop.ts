@@ -38,13 +38,18 @@ export class RetryLoop {
   async run<T>(attempt: () => Promise<T>, holdOnRefusedKey = true): Promise<Outcome<T>> {
     const { maxAttempts, initialDelayMs, maxDelayMs, maxElapsedMs } = this.config.retry;
     const signal = this.signal;
-    const started = Date.now();
+    let started = Date.now();
     let backoffs = 0;
     let counted = 0;
     for (let attempts = 1; ; attempts += 1) {
       let probe = false;
       try {
-        if (this.breaker.isOpen) probe = await this.breaker.turn(signal);
+        if (this.breaker.isOpen) {
+          probe = await this.breaker.turn(signal);
+          // Held while the key was refused, with nothing of it sent that Stripe may have taken (every attempt so
+          // far refused, none failed in transit): its time budget starts when it can be sent, not before the hold.
+          if (backoffs === 0) started = Date.now();
+        }
         const value = await attempt();
         this.breaker.succeeded();
         return { ok: true, value };
