@@ -76,8 +76,9 @@ function onConnectionClose(this: ServerSocket): void {
  */
 function connectionOf(res: ServerResponse): ServerSocket | undefined {
   if (!(res instanceof ServerResponse)) return undefined;
-  const queuedOn: ServerSocket | null | undefined = res.writableFinished ? null : (res.req as { socket?: Socket | null } | undefined)?.socket;
-  const socket: ServerSocket | null | undefined = res.socket ?? queuedOn;
+  // Read only without a socket of its own: every property read on Express's per-request objects is a slow one.
+  let socket: ServerSocket | null | undefined = res.socket;
+  if (socket === null && !res.writableFinished) socket = (res.req as { socket?: Socket | null } | undefined)?.socket;
   if (socket === null || socket === undefined || socket.parser === undefined || socket.parser === null) return undefined;
   return socket;
 }
@@ -103,8 +104,9 @@ function pendingOn(connection: ServerSocket): Watch[] {
  * socket), its stream closed.
  */
 function alreadyOver(res: ServerResponse, connection: ServerSocket | undefined): boolean {
-  if (res.closed || res.socket?.destroyed === true || connection?.destroyed === true) return true;
-  return (res as { stream?: { closed?: boolean } }).stream?.closed === true;
+  if (res.closed) return true;
+  if (connection !== undefined) return connection.destroyed;
+  return res.socket?.destroyed === true || (res as { stream?: { closed?: boolean } }).stream?.closed === true;
 }
 
 /**
