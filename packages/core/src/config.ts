@@ -7,6 +7,7 @@ import { resolveAggregate } from './aggregate/options';
 import { resolveMetrics } from './metrics/metrics';
 import type { ResolvedMetrics } from './metrics/metrics';
 import type { MeterError } from './errors';
+import { DEFAULT_MEMORY_LEDGER_RETENTION_MS } from './store/ledger';
 import type { DurableEventStore } from './store/types';
 import type { DeliveryMode, DeliveryThread, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
 
@@ -20,6 +21,8 @@ export const DEFAULT_DELIVERY_THREAD: DeliveryThread = 'main';
 /** Stripe's ceiling of events per stream request. */
 export const MAX_STREAM_BATCH = 100;
 export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
+/** The longest `ledgerRetentionMs`: the spool's own default, 40 days (Stripe refuses events older than 35). */
+const MAX_LEDGER_RETENTION_MS = 40 * 24 * 3_600_000;
 export const DEFAULT_MAX_QUEUE_SIZE = 100_000;
 export const DEFAULT_OVERFLOW: OverflowPolicy = 'drop-oldest';
 /** Sandbox allows 25 requests/s for all of an account's calls; leave room for the app's own. */
@@ -68,7 +71,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'apiKey', 'mode', 'apiBaseUrl', 'meterEventsBaseUrl', 'stripeVersion', 'maxBatchSize', 'flushIntervalMs',
   'maxQueueSize', 'overflow', 'maxRequestsPerSecond', 'concurrency', 'requestTimeoutMs', 'retry', 'payloadKeys',
   'logger', 'onError', 'onDrop', 'dispatcher', 'spool', 'store', 'rateLimiter', 'aggregate', 'instanceId', 'waitUntil', 'metrics',
-  'deliveryThread',
+  'deliveryThread', 'ledgerRetentionMs',
 ]);
 // The values are checked where the spool opens (SpoolStore.open), under the same `spool.` option names.
 const KNOWN_SPOOL_OPTIONS = new Set<string>(['path', 'durability', 'synchronous', 'maxBytes', 'resendWithinMs', 'ledgerRetentionMs']);
@@ -98,6 +101,8 @@ export interface ResolvedConfig {
   readonly deliveryThread: DeliveryThread;
   readonly spool: Readonly<ReporterSpoolOptions> | undefined;
   readonly store: DurableEventStore | undefined;
+  /** How long the memory store's ledger keeps an hour. */
+  readonly ledgerRetentionMs: number;
   readonly rateLimiter: RequestLimiter | undefined;
   readonly aggregate: ResolvedAggregate | undefined;
   readonly waitUntil: ((promise: Promise<unknown>) => void) | undefined;
@@ -280,6 +285,7 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     deliveryThread,
     spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
     store,
+    ledgerRetentionMs: positiveInt('ledgerRetentionMs', options.ledgerRetentionMs, DEFAULT_MEMORY_LEDGER_RETENTION_MS, MAX_LEDGER_RETENTION_MS),
     rateLimiter,
     aggregate: resolveAggregate(options.aggregate, options.instanceId),
     waitUntil: optionalFunction<ResolvedConfig['waitUntil']>('waitUntil', options.waitUntil),

@@ -224,6 +224,13 @@ export interface MeterReporterOptions {
    */
   spool?: ReporterSpoolOptions;
   /**
+   * How long the in-memory ledger (`ledger()` without a spool or a store of your own) keeps an hour,
+   * counted back from the newest hour it holds: older hours are forgotten, so its memory stays bounded
+   * (a cell per customer × event name × hour). A spool keeps its own ledger (`spool.ledgerRetentionMs`).
+   * @default 172800000 (48 h)
+   */
+  ledgerRetentionMs?: number;
+  /**
    * A store of your own (`DurableEventStore`) instead of the memory store or `spool`; the reporter
    * recovers it at start and closes it in `close()`. Not with `spool`.
    * @default undefined (the in-memory store)

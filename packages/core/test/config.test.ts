@@ -38,6 +38,8 @@ it.each([
   ['logger', { ...ok, logger: { info() {} } }],
   ['onError', { ...ok, onError: 'log' }],
   ['dispatcher', { ...ok, dispatcher: {} }],
+  ['ledgerRetentionMs', { ...ok, ledgerRetentionMs: 0 }],
+  ['ledgerRetentionMs', { ...ok, ledgerRetentionMs: 41 * 86_400_000 }],
   ['maxBatchsize', { ...ok, maxBatchsize: 10 }],
 ])('names %s when it is wrong', (option, options) => {
   const error = configError(options);

@@ -45,4 +45,33 @@ describe('LedgerCells', () => {
     ledger.add(e, 'accepted');
     expect(counts(ledger)).toEqual([[at, 'cus_a', 'api', 1, '1']]);
   });
+
+  it('keeps each hour for its retention counted back from the newest hour, so memory stays bounded over months', () => {
+    const ledger = new MemoryLedger(3 * HOUR_MS);
+    // 30 days of 20 customers, every hour.
+    for (let h = 0; h < 30 * 24; h += 1) for (let c = 0; c < 20; c += 1) ledger.add(event(`cus_${c}`, 'api', at + h * HOUR_MS), 'accepted');
+    const newest = at + (30 * 24 - 1) * HOUR_MS;
+    expect(ledger.size).toBe(4 * 20);
+    const rows = ledger.query({ from: 0, to: newest + HOUR_MS });
+    expect([...new Set(rows.map((row) => row.hour))]).toEqual([newest - 3 * HOUR_MS, newest - 2 * HOUR_MS, newest - HOUR_MS, newest]);
+    expect(rows.every((row) => row.accepted.count === 1)).toBe(true);
+  });
+
+  it('counts a customer idle past the retention into a kept cell again, and an event of a forgotten hour not at all', () => {
+    const ledger = new MemoryLedger(HOUR_MS);
+    ledger.add(event('cus_idle', 'api', at), 'accepted');
+    ledger.add(event('cus_busy', 'api', at + 5 * HOUR_MS), 'accepted');
+    // cus_idle's shortcut pointed at a forgotten cell: the event of the same old hour and a current one each land in a kept cell.
+    ledger.add(event('cus_idle', 'api', at + 5 * HOUR_MS), 'accepted');
+    ledger.add(event('cus_idle', 'api', at + 5 * HOUR_MS + 1, '2'), 'delivered');
+    expect(ledger.query({ from: 0, to: at + 6 * HOUR_MS }).map((row) => [row.hour - at, row.customerId, row.accepted.count, row.delivered.value])).toEqual([
+      [5 * HOUR_MS, 'cus_busy', 1, '0'],
+      [5 * HOUR_MS, 'cus_idle', 1, '2'],
+    ]);
+    // A late event, or the settlement of one accepted before its hour was forgotten: a cell of that hour would hold half a story.
+    ledger.add(event('cus_idle', 'api', at + 1), 'accepted');
+    ledger.add(event('cus_idle', 'api', at + 2), 'delivered');
+    expect(ledger.query({ from: at, to: at + HOUR_MS })).toEqual([]);
+    expect(ledger.size).toBe(2);
+  });
 });

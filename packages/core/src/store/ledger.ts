@@ -115,8 +115,22 @@ export class LedgerCells {
     if (cell === undefined) {
       cell = { hour, customerId, eventName, counts: [0, 0, 0, 0, 0], sums: [0n, 0n, 0n, 0n, 0n] };
       this.cells.set(key, cell);
+      this.created(hour);
     }
     return cell;
+  }
+
+  /** Told of every new cell's hour (the memory ledger forgets old hours from there). */
+  protected created(_hour: number): void {}
+
+  /** Forgets every cell of an hour before `hour`, and the shortcuts that lead to them. */
+  protected forgetBefore(hour: number): void {
+    for (const [key, cell] of this.cells) if (cell.hour < hour) this.cells.delete(key);
+    for (const [customerId, byEvent] of this.current) {
+      for (const [eventName, cell] of byEvent) if (cell.hour < hour) byEvent.delete(eventName);
+      if (byEvent.size === 0) this.current.delete(customerId);
+    }
+    if (this.lastCell !== undefined && this.lastCell.hour < hour) this.lastCell = undefined;
   }
 
   addAll(events: readonly MeterEvent[], column: LedgerColumn): void {
@@ -166,8 +180,43 @@ export function compareRows(a: LedgerRow, b: LedgerRow): number {
   return 0;
 }
 
-/** The memory store's ledger: every cell in a map for the process's lifetime. */
+/** How long the memory ledger keeps an hour by default (`ledgerRetentionMs`): yesterday's reconciliation still finds it. */
+export const DEFAULT_MEMORY_LEDGER_RETENTION_MS = 48 * HOUR_MS;
+
+/**
+ * The memory store's ledger: its cells in a map, each hour kept for `retentionMs` counted back from the
+ * newest hour it holds, so that a process running for months with many customers stays bounded (a cell
+ * per customer × event name × hour). Old hours are forgotten when the first cell of a newer hour comes,
+ * and an event of a forgotten hour (a late timestamp, a settlement) is not counted into it again.
+ */
 export class MemoryLedger extends LedgerCells {
+  private newestHour = Number.NEGATIVE_INFINITY;
+  /** The start of the oldest hour kept: an event before it (its hour forgotten) is not counted again. */
+  private keepFrom = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly retentionMs: number = DEFAULT_MEMORY_LEDGER_RETENTION_MS) {
+    super();
+  }
+
+  override add(event: MeterEvent, column: LedgerColumn): void {
+    if (event.timestamp >= this.keepFrom) super.add(event, column);
+  }
+
+  override addSettled(event: MeterEvent, outcome: LedgerColumn): void {
+    if (event.timestamp >= this.keepFrom) super.addSettled(event, outcome);
+  }
+
+  override remove(event: MeterEvent, column: LedgerColumn): void {
+    if (event.timestamp >= this.keepFrom) super.remove(event, column);
+  }
+
+  protected override created(hour: number): void {
+    if (hour <= this.newestHour) return;
+    this.newestHour = hour;
+    this.keepFrom = hour - Math.ceil(this.retentionMs / HOUR_MS) * HOUR_MS;
+    this.forgetBefore(this.keepFrom);
+  }
+
   query(query: LedgerQuery): LedgerRow[] {
     const { fromHour, to, customerId } = queryBounds(query);
     const rows: LedgerRow[] = [];

@@ -33,12 +33,18 @@ export abstract class QueueBackedStore {
 
 /**
  * Keeps events in process memory, so the reporter drives one interface whatever the store. Bounded
- * by the reporter's `maxQueueSize` only: `hasRoomFor()` is always true and `bytes` is 0.
+ * by the reporter's `maxQueueSize` only: `hasRoomFor()` is always true and `bytes` is 0. Its ledger
+ * keeps each hour for `ledgerRetentionMs` (default 48 h) counted back from the newest hour it holds.
  */
 export class MemoryDurableStore extends QueueBackedStore implements DurableEventStore {
   readonly durable = false;
   readonly bytes = 0;
-  private readonly cells = new MemoryLedger();
+  private readonly cells: MemoryLedger;
+
+  constructor(options: { ledgerRetentionMs?: number } = {}) {
+    super();
+    this.cells = new MemoryLedger(options.ledgerRetentionMs);
+  }
 
   push(event: QueuedEvent): void {
     this.queue.push(event);
