@@ -1,7 +1,7 @@
 // Pre-aggregation of sum meters: exact sums per customer × meter × window, stable fold identifiers, refused for non-sum meters.
 import { MeterConfigError, MeterReporter } from '@metered/core';
 import type { MeterEventInput } from '@metered/core';
-import { Aggregator } from '../src/aggregate/aggregator';
+import { Aggregator, GIVEN_IDENTIFIERS_MAX, GIVEN_IDENTIFIER_MS } from '../src/aggregate/aggregator';
 import { expectInvariant, reporterFor, until, useFake } from './helpers';
 
 const stripe = useFake({ meters: ['api_requests', 'tokens', { event_name: 'seats', formula: 'last' }, 'unfolded'] });
@@ -10,6 +10,25 @@ const HOUR = 3_600_000;
 
 function streamRequests(): number {
   return stripe.fake.requests().filter((r) => r.endpoint === 'meter_event_stream').length;
+}
+
+/** An aggregator of 1 s windows over `api_requests` on a clock the test sets, handing its folds to `emit`. */
+function aggregatorAt(now: () => number, emit: (event: MeterEventInput) => void): Aggregator {
+  return new Aggregator({
+    config: { windowMs: 1000, graceMs: 0, meters: new Set(['api_requests']), instanceId: 'pod-a' },
+    customerKey: 'stripe_customer_id',
+    valueKey: 'value',
+    emit,
+    onEmitError: (error) => {
+      throw error;
+    },
+    now,
+  });
+}
+
+/** What an aggregator holds in its collections, whatever they are called. */
+function held(aggregator: Aggregator): number {
+  return Object.values(aggregator).reduce((sum: number, field: unknown) => sum + (field instanceof Map || field instanceof Set ? field.size : 0), 0);
 }
 
 describe('aggregate', () => {
@@ -78,6 +97,18 @@ describe('aggregate', () => {
     expect(stripe.fake.totals()).toEqual({ cus_r: { api_requests: 6 } });
   });
 
+  it('adds a report retried with the same identifier after its fold closed once too (as Stripe takes a repeated identifier once)', async () => {
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    const first = reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 5, identifier: 'req-1' });
+    await reporter.flush();
+    // The retry arrives after a flush closed the fold that counted it, and once more after the next fold opened.
+    expect(reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 5, identifier: 'req-1' })).toBe(first);
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 1, identifier: 'req-2' });
+    expect(reporter.report({ eventName: 'api_requests', customerId: 'cus_r', value: 5, identifier: 'req-1' })).toBe(first);
+    await reporter.flush();
+    expect(stripe.fake.totals()).toEqual({ cus_r: { api_requests: 6 } });
+  });
+
   it('never lets a restart in the same window reuse a delivered fold’s identifier (usage after a restart is not lost as a duplicate)', async () => {
     const options = { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' as const } }, instanceId: 'pod-a' };
     const before = reporterFor(stripe.fake, options).reporter;
@@ -132,24 +163,13 @@ describe('aggregate', () => {
   it('keeps nothing per window once its folds are closed: memory stays flat however many windows pass', () => {
     let now = Date.parse('2026-12-01T00:00:00Z');
     const emitted: MeterEventInput[] = [];
-    const aggregator = new Aggregator({
-      config: { windowMs: 1000, graceMs: 0, meters: new Set(['api_requests']), instanceId: 'pod-a' },
-      customerKey: 'stripe_customer_id',
-      valueKey: 'value',
-      emit: (event) => emitted.push(event),
-      onEmitError: (error) => {
-        throw error;
-      },
-      now: () => now,
-    });
-    // What the aggregator holds in its collections, whatever they are called.
-    const held = (): number => Object.values(aggregator).reduce((sum: number, field: unknown) => sum + (field instanceof Map || field instanceof Set ? field.size : 0), 0);
+    const aggregator = aggregatorAt(() => now, (event) => emitted.push(event));
     const identifiers = new Set<string>();
     for (let window = 0; window < 500; window += 1) {
       for (let customer = 0; customer < 20; customer += 1) identifiers.add(aggregator.add({ eventName: 'api_requests', customerId: `cus_${customer}`, timestamp: now }));
       aggregator.closeAll();
       now += 1000;
-      expect(held()).toBe(0);
+      expect(held(aggregator)).toBe(0);
     }
     // A split and a second fold of one key in one window still get identifiers of their own.
     identifiers.add(aggregator.add({ eventName: 'api_requests', customerId: 'cus_0', timestamp: now }));
@@ -160,5 +180,28 @@ describe('aggregate', () => {
     expect(emitted).toHaveLength(500 * 20 + 2);
     expect(identifiers.size).toBe(emitted.length);
     expect(new Set(emitted.map((event) => event.identifier)).size).toBe(emitted.length);
+  });
+
+  it('remembers a caller identifier for Stripe’s 24 hours and at most GIVEN_IDENTIFIERS_MAX of them, the oldest forgotten first', () => {
+    let now = Date.parse('2026-12-01T00:00:00Z');
+    const aggregator = aggregatorAt(() => now, () => undefined);
+    const report = (identifier: string): string => aggregator.add({ eventName: 'api_requests', customerId: 'cus_g', identifier, timestamp: now });
+    const first = report('req-0');
+    now += GIVEN_IDENTIFIER_MS - 1;
+    expect(report('req-0')).toBe(first);
+    expect(aggregator.folded).toBe(1);
+    now += 1;
+    // Past Stripe's window Stripe itself would bill it again: so is it folded again.
+    report('req-0');
+    expect(aggregator.folded).toBe(2);
+    for (let i = 1; i <= GIVEN_IDENTIFIERS_MAX; i += 1) report(`req-${i}`);
+    aggregator.closeAll();
+    expect(held(aggregator)).toBe(GIVEN_IDENTIFIERS_MAX);
+    // req-0 was the oldest: forgotten, so it folds again; req-1 is still known.
+    const before = aggregator.folded;
+    report('req-0');
+    report(`req-${GIVEN_IDENTIFIERS_MAX}`);
+    expect(aggregator.folded).toBe(before + 1);
+    aggregator.dispose();
   });
 });

@@ -24,12 +24,15 @@ interface Bucket {
   readonly first: QueuedEvent;
   sum: bigint;
   earliest: number;
-  /** Identifiers given by the caller, so a retry inside the window is not added twice. */
-  readonly given: Set<string>;
   readonly identifier: string;
 }
 
 const MAX_SUM = 10n ** BigInt(MAX_SIGNIFICANT_DIGITS);
+
+/** How long a caller's identifier is remembered: Stripe's own duplicate window. */
+export const GIVEN_IDENTIFIER_MS = 24 * 3_600_000;
+/** The most caller identifiers remembered at once (the oldest go first): a bound on the memory it takes. */
+export const GIVEN_IDENTIFIERS_MAX = 50_000;
 
 /** Significant digits of a positive integer: trailing zeros are not significant to Stripe. */
 function significantDigits(value: bigint): number {
@@ -80,6 +83,11 @@ export class Aggregator {
   // previous run delivered (Stripe would drop the new usage as a duplicate).
   private readonly epoch = generateIdentifier();
   private readonly refused = new Set<string>();
+  /**
+   * The identifiers callers gave (per connected account), each with the fold it went into and when: a retry
+   * of a report is folded once, as Stripe would take a repeated identifier once, in its fold or after it closed.
+   */
+  private readonly given = new Map<string, { readonly identifier: string; readonly at: number }>();
   /** Events folded into buckets so far, and folds handed to the queue. */
   folded = 0;
   emitted = 0;
@@ -100,13 +108,17 @@ export class Aggregator {
 
   /** Validates and folds one event; returns the identifier of the fold it went into. Throws `MeterValidationError` as report() does. */
   add(input: MeterEventInput): string {
-    const event = checkEvent(input, this.parts.customerKey, this.parts.valueKey, this.now(), 0);
+    const now = this.now();
+    const event = checkEvent(input, this.parts.customerKey, this.parts.valueKey, now, 0);
     const { windowMs } = this.parts.config;
     const windowStart = Math.floor(event.timestamp / windowMs) * windowMs;
     const key = `${windowStart}\u0000${event.account ?? ''}\u0000${event.customerId}\u0000${event.eventName}\u0000${dimensionsKey(event.dimensions)}`;
+    const given = input.identifier === undefined ? undefined : `${event.account ?? ''}\u0000${event.identifier}`;
+    if (given !== undefined) {
+      const earlier = this.given.get(given);
+      if (earlier !== undefined && now - earlier.at < GIVEN_IDENTIFIER_MS) return earlier.identifier;
+    }
     let bucket = this.buckets.get(key);
-    const givenIdentifier = input.identifier === undefined ? undefined : event.identifier;
-    if (bucket !== undefined && givenIdentifier !== undefined && bucket.given.has(givenIdentifier)) return bucket.identifier;
     const value = BigInt(event.value);
     if (bucket !== undefined && !fits(bucket.sum + value)) {
       // Split: the bucket so far goes out as it is, and this value opens the key's next fold.
@@ -118,9 +130,19 @@ export class Aggregator {
     }
     bucket.sum += value;
     if (event.timestamp < bucket.earliest) bucket.earliest = event.timestamp;
-    if (givenIdentifier !== undefined) bucket.given.add(givenIdentifier);
+    if (given !== undefined) this.remember(given, bucket.identifier, now);
     this.folded += 1;
     return bucket.identifier;
+  }
+
+  /** Remembers a caller's identifier, forgetting those past Stripe's window and the oldest past the bound. */
+  private remember(given: string, identifier: string, now: number): void {
+    this.given.delete(given);
+    this.given.set(given, { identifier, at: now });
+    for (const [oldest, entry] of this.given) {
+      if (this.given.size <= GIVEN_IDENTIFIERS_MAX && now - entry.at < GIVEN_IDENTIFIER_MS) break;
+      this.given.delete(oldest);
+    }
   }
 
   /** Turns every open bucket into its event now (flush, close). */
@@ -147,7 +169,7 @@ export class Aggregator {
     const fold = this.opened;
     this.opened += 1;
     const identifier = deriveIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(fold));
-    const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, given: new Set(), identifier };
+    const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, identifier };
     this.buckets.set(key, bucket);
     this.schedule(windowStart + this.parts.config.windowMs + this.parts.config.graceMs);
     return bucket;
