@@ -47,15 +47,20 @@ const signal = new AbortController().signal;
 // Every send adds an abort listener to this one signal (10 concurrent sends below), as the reporter's
 // own signal gets; the reporter lifts the limit the same way, so Node's leak warning would be noise.
 setMaxListeners(0, signal);
+/** What the reporter passes as `sending`: here it only counts the requests that carried events. */
+let carried = 0;
+const noteSending = (): void => {
+  carried += 1;
+};
 
 it('renews the session before it expires, so no request meets an expired token', async () => {
   const { stream, http, created } = transport();
-  await stream.send([event()], 'k1', signal);
+  await stream.send([event()], 'k1', signal, noteSending);
   clock += 13 * 60_000; // 2 minutes left: still used
-  await stream.send([event()], 'k2', signal);
+  await stream.send([event()], 'k2', signal, noteSending);
   expect(created()).toBe(1);
   clock += 90_000; // 30 s left: inside the refresh margin
-  await stream.send([event()], 'k3', signal);
+  await stream.send([event()], 'k3', signal, noteSending);
   expect(created()).toBe(2);
   expect(fake.requests().filter((r) => r.status === 401)).toEqual([]);
   expect(fake.events()).toHaveLength(3);
@@ -64,7 +69,7 @@ it('renews the session before it expires, so no request meets an expired token',
 
 it('creates a single session for concurrent sends', async () => {
   const { stream, http, created } = transport();
-  await Promise.all(Array.from({ length: 10 }, (_, i) => stream.send([event()], `c${i}`, signal)));
+  await Promise.all(Array.from({ length: 10 }, (_, i) => stream.send([event()], `c${i}`, signal, noteSending)));
   expect(created()).toBe(1);
   expect(fake.requests().filter((r) => r.endpoint === 'meter_event_session')).toHaveLength(1);
   await http.close();
@@ -72,9 +77,9 @@ it('creates a single session for concurrent sends', async () => {
 
 it('after an expiry, concurrent batches share one new session', async () => {
   const { stream, http, created } = transport();
-  await stream.send([event()], 'first', signal);
+  await stream.send([event()], 'first', signal, noteSending);
   fake.faults.expireSessions();
-  await Promise.all(Array.from({ length: 6 }, (_, i) => stream.send([event()], `x${i}`, signal)));
+  await Promise.all(Array.from({ length: 6 }, (_, i) => stream.send([event()], `x${i}`, signal, noteSending)));
   expect(created()).toBe(2);
   expect(fake.events()).toHaveLength(7);
   await http.close();
@@ -87,8 +92,18 @@ it('fails after repeated expiries instead of looping', async () => {
   const config = resolveConfig({ apiKey: fake.apiKey, apiBaseUrl: fake.url, meterEventsBaseUrl: fake.meterEventsUrl });
   const http = track(new StripeHttp(config, { beforeRequest: () => Promise.resolve(), afterResponse: () => void (clock += 5) }));
   const stream = new StreamTransport(config, http, () => undefined, () => 0);
-  await expect(stream.send([event()], 'loop', signal)).rejects.toMatchObject({ status: 401, stripeCode: 'billing_meter_event_session_expired' });
+  await expect(stream.send([event()], 'loop', signal, noteSending)).rejects.toMatchObject({ status: 401, stripeCode: 'billing_meter_event_session_expired' });
   // The first session, then two renewals: bounded.
   expect(fake.requests().filter((r) => r.endpoint === 'meter_event_session')).toHaveLength(3);
   await http.close();
+});
+
+it('calls sending only once a session lets the events go: a refused session marks nothing attempted', async () => {
+  const { stream } = transport();
+  carried = 0;
+  fake.faults.fail({ endpoint: 'meter_event_session', status: 401, count: 1 });
+  await expect(stream.send([event()], 'refused', signal, noteSending)).rejects.toMatchObject({ code: 'ERR_METER_UNAUTHORIZED' });
+  expect(carried).toBe(0);
+  await stream.send([event()], 'accepted', signal, noteSending);
+  expect(carried).toBe(1);
 });

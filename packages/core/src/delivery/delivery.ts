@@ -289,9 +289,9 @@ export class Delivery {
     const outcome = await this.retryLoop.run(async () => {
       live = this.withoutExpired(live);
       if (live.length === 0) return;
-      // On disk before the request can reach Stripe: a later process knows the outcome may be unknown.
-      this.store.markAttempted(live, Date.now());
-      await this.transport!.send(live, idempotencyKey, this.abortController.signal);
+      const attempting = live;
+      // On disk before the request that carries them can reach Stripe: a later process knows the outcome may be unknown.
+      await this.transport!.send(attempting, idempotencyKey, this.abortController.signal, () => this.store.markAttempted(attempting, Date.now()));
     });
     if (live.length === 0) return;
     if (!outcome.ok && !outcome.aborted && live.length > 1 && refusesWholeBatch(outcome.error)) {

@@ -24,8 +24,9 @@ export class DirectTransport implements Transport {
     this.#http = http;
   }
 
-  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
+  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal, sending: () => void): Promise<void> {
     const { customerKey, valueKey, apiOrigin, apiKey } = this.#config;
+    sending();
     for (const event of batch) {
       try {
         await this.#http.post(apiOrigin, EVENTS_PATH, { bearer: apiKey, body: toWireEvent(event, customerKey, valueKey), idempotencyKey, signal, context: event.account });

@@ -53,12 +53,14 @@ export class StreamTransport implements Transport {
     this.#now = now;
   }
 
-  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal): Promise<void> {
+  async send(batch: readonly QueuedEvent[], idempotencyKey: string, signal: AbortSignal, sending: () => void): Promise<void> {
     const { customerKey, valueKey } = this.#config;
     const json = encodeStreamBody(batch, customerKey, valueKey);
     const context = batch[0]?.account;
     for (let renewals = 0; ; renewals += 1) {
       const session = await this.currentSession(context, signal);
+      // Only now can the events reach Stripe: a session refused or unreachable never marks them attempted.
+      sending();
       try {
         // The context travels with the token's requests too, as stripe-node sends stripeContext on every call of a client.
         await this.#http.post(this.#config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal, context });

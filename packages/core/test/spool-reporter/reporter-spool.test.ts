@@ -119,6 +119,26 @@ describe('recovery at start', () => {
   });
 });
 
+describe('a key refused at the session', () => {
+  it('marks nothing attempted: a restart past resendWithinMs resends every event instead of calling them uncertain', async () => {
+    const file = path.join(tempDir(), 'meter.spool');
+    const { reporter, recorded } = spooled(file, { apiKey: 'sk_test_wrongkey0000000000' });
+    for (let i = 0; i < 10; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_k', identifier: `refused_${i}` });
+    await until(() => recorded.errors.length > 0, 'the breaker to open');
+    expect(await reporter.close({ timeoutMs: 0 })).toMatchObject({ kept: 10 });
+    const startedAfter = Date.now();
+    while (Date.now() === startedAfter) await new Promise((resolve) => setImmediate(resolve));
+    // Were they marked, a 1 ms window would make every one of them uncertain.
+    const store = SpoolStore.open({ path: file, resendWithinMs: 1 });
+    try {
+      const recovered = store.recover(Date.now());
+      expect({ resend: recovered.resend.length, uncertain: recovered.uncertain.length }).toEqual({ resend: 10, uncertain: 0 });
+    } finally {
+      store.close();
+    }
+  });
+});
+
 describe('a spool that cannot be used', () => {
   it('a second reporter on the same path gets ERR_METER_SPOOL_LOCKED through onError and runs in memory, never sending the first one\'s events', async () => {
     const file = path.join(tempDir(), 'meter.spool');
