@@ -89,7 +89,8 @@ export class MeterReporter {
     const { spool, store } = this.#config;
     // A spool that cannot be opened is told to onError here and replaced by memory; only a missing
     // better-sqlite3 or a bad spool option throws, as a deployment mistake is not a condition to run through.
-    this.#store = store ?? (spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }) : new MemoryDurableStore({ ledgerRetentionMs: this.#config.ledgerRetentionMs }));
+    const memory = { ledgerRetentionMs: this.#config.ledgerRetentionMs };
+    this.#store = store ?? (spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }, memory) : new MemoryDurableStore(memory));
     this.#delivery = new Delivery({
       config: this.#config,
       store: this.#store,

@@ -100,13 +100,15 @@ function pendingOn(connection: ServerSocket): Watch[] {
 
 /**
  * Whether the response can no longer end or be abandoned (nothing more will be emitted for it): its
- * connection gone, or, on HTTP/2 (whose compatibility response has neither `closed` nor, once over, a
- * socket), its stream closed.
+ * connection gone (for a pipelined response still queued, its request's: Node lets go of the parser
+ * then, so `connectionOf()` no longer finds it), or, on HTTP/2 (whose compatibility response has neither
+ * `closed` nor, once over, a socket), its stream closed.
  */
 function alreadyOver(res: ServerResponse, connection: ServerSocket | undefined): boolean {
   if (res.closed) return true;
   if (connection !== undefined) return connection.destroyed;
-  return res.socket?.destroyed === true || (res as { stream?: { closed?: boolean } }).stream?.closed === true;
+  if (res.socket?.destroyed === true || (res as { stream?: { closed?: boolean } }).stream?.closed === true) return true;
+  return res instanceof ServerResponse && res.socket === null && !res.writableFinished && (res.req as { socket?: Socket | null } | undefined)?.socket?.destroyed === true;
 }
 
 /**

@@ -224,9 +224,10 @@ export interface MeterReporterOptions {
    */
   spool?: ReporterSpoolOptions;
   /**
-   * How long the in-memory ledger (`ledger()` without a spool or a store of your own) keeps an hour,
-   * counted back from the newest hour it holds: older hours are forgotten, so its memory stays bounded
-   * (a cell per customer × event name × hour). A spool keeps its own ledger (`spool.ledgerRetentionMs`).
+   * How long the in-memory ledger (`ledger()` without a spool or a store of your own, or with a spool
+   * that could not open) keeps an hour, counted back from the newest hour it holds: older hours are
+   * forgotten, so its memory stays bounded (a cell per customer × event name × hour). A spool keeps its
+   * own ledger (`spool.ledgerRetentionMs`), a store of your own its own.
    * @default 172800000 (48 h)
    */
   ledgerRetentionMs?: number;

@@ -183,6 +183,32 @@ describe('whenResponseDone on a connection', () => {
   });
 });
 
+describe('whenResponseDone on a queued response watched late', () => {
+  it('calls done for a pipelined response first watched after its connection went (Node has let go of its parser by then)', async () => {
+    const { seen, done, watch } = watcher();
+    const gone = new EventEmitter();
+    const server = http.createServer((req, res) => {
+      // /a never answers; /b, queued behind it, is watched only once the connection has closed, as after a slow async step.
+      if (req.url === '/b') req.socket.once('close', () => setImmediate(() => watch('/b', res, () => gone.emit('watched'))));
+    });
+    const { port } = new URL(await listen(server));
+    const socket = net.connect(Number(port), '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      const arrived = new Promise<void>((resolve) => server.on('request', (req: IncomingMessage) => req.url === '/b' && resolve()));
+      socket.write(['/a', '/b'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+      await arrived;
+      socket.destroy();
+      await once(gone, 'watched');
+      await waitFor(() => seen.length >= 1, done);
+      expect(seen).toEqual([{ ended: false, store: '/b' }]);
+    } finally {
+      socket.destroy();
+      server.close();
+    }
+  });
+});
+
 describe('whenResponseDone on HTTP/2 (the compatibility API)', () => {
   async function startHttp2(respond: (res: http2.Http2ServerResponse) => void): Promise<{ server: http2.Http2Server; url: string; seen: Seen[]; done: EventEmitter }> {
     const { seen, done, watch } = watcher();

@@ -93,6 +93,8 @@ export class LedgerCells {
     let cell = byEvent.get(event.eventName);
     if (cell === undefined || cell.hour !== hour) {
       cell = this.cellOf(hour, event.customerId, event.eventName);
+      // A new cell may have made the memory ledger forget old hours, and with them this customer's map.
+      if (this.current.get(event.customerId) !== byEvent) this.current.set(event.customerId, byEvent);
       // Events of an earlier hour (a late timestamp) do not displace the current one.
       const shown = byEvent.get(event.eventName);
       if (shown === undefined || shown.hour < hour) byEvent.set(event.eventName, cell);
@@ -115,22 +117,26 @@ export class LedgerCells {
     if (cell === undefined) {
       cell = { hour, customerId, eventName, counts: [0, 0, 0, 0, 0], sums: [0n, 0n, 0n, 0n, 0n] };
       this.cells.set(key, cell);
-      this.created(hour);
+      this.created(hour, key);
     }
     return cell;
   }
 
-  /** Told of every new cell's hour (the memory ledger forgets old hours from there). */
-  protected created(_hour: number): void {}
+  /** Told of every new cell, by hour and key (the memory ledger forgets old hours from there). */
+  protected created(_hour: number, _key: string): void {}
 
-  /** Forgets every cell of an hour before `hour`, and the shortcuts that lead to them. */
-  protected forgetBefore(hour: number): void {
-    for (const [key, cell] of this.cells) if (cell.hour < hour) this.cells.delete(key);
-    for (const [customerId, byEvent] of this.current) {
-      for (const [eventName, cell] of byEvent) if (cell.hour < hour) byEvent.delete(eventName);
-      if (byEvent.size === 0) this.current.delete(customerId);
+  /** Forgets the cells under `keys` (those still there), and the shortcuts that lead to them. */
+  protected forget(keys: readonly string[]): void {
+    for (const key of keys) {
+      const cell = this.cells.get(key);
+      if (cell === undefined) continue;
+      this.cells.delete(key);
+      if (this.lastCell === cell) this.lastCell = undefined;
+      const byEvent = this.current.get(cell.customerId);
+      if (byEvent?.get(cell.eventName) !== cell) continue;
+      byEvent.delete(cell.eventName);
+      if (byEvent.size === 0) this.current.delete(cell.customerId);
     }
-    if (this.lastCell !== undefined && this.lastCell.hour < hour) this.lastCell = undefined;
   }
 
   addAll(events: readonly MeterEvent[], column: LedgerColumn): void {
@@ -193,6 +199,8 @@ export class MemoryLedger extends LedgerCells {
   private newestHour = Number.NEGATIVE_INFINITY;
   /** The start of the oldest hour kept: an event before it (its hour forgotten) is not counted again. */
   private keepFrom = Number.NEGATIVE_INFINITY;
+  /** Each kept hour's cell keys: forgetting an hour visits its own cells only, never the whole ledger. */
+  private readonly hours = new Map<number, string[]>();
 
   constructor(private readonly retentionMs: number = DEFAULT_MEMORY_LEDGER_RETENTION_MS) {
     super();
@@ -210,11 +218,26 @@ export class MemoryLedger extends LedgerCells {
     if (event.timestamp >= this.keepFrom) super.remove(event, column);
   }
 
-  protected override created(hour: number): void {
+  protected override created(hour: number, key: string): void {
+    let keys = this.hours.get(hour);
+    if (keys === undefined) {
+      keys = [];
+      this.hours.set(hour, keys);
+    }
+    keys.push(key);
     if (hour <= this.newestHour) return;
     this.newestHour = hour;
     this.keepFrom = hour - Math.ceil(this.retentionMs / HOUR_MS) * HOUR_MS;
-    this.forgetBefore(this.keepFrom);
+    for (const [kept, hourKeys] of this.hours) {
+      if (kept >= this.keepFrom) continue;
+      this.forget(hourKeys);
+      this.hours.delete(kept);
+    }
+  }
+
+  override clear(): void {
+    super.clear();
+    this.hours.clear();
   }
 
   query(query: LedgerQuery): LedgerRow[] {

@@ -814,7 +814,7 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
  * process's lifetime. Throws only for bad options and `ERR_METER_SPOOL_UNAVAILABLE` (a missing
  * dependency is a deployment mistake, not a condition to run through).
  */
-export function openSpoolOrMemory(options: SpoolOptions): DurableEventStore {
+export function openSpoolOrMemory(options: SpoolOptions, memory: { ledgerRetentionMs?: number } = {}): DurableEventStore {
   try {
     return SpoolStore.open(options);
   } catch (error) {
@@ -824,6 +824,6 @@ export function openSpoolOrMemory(options: SpoolOptions): DurableEventStore {
     } catch {
       // As in SpoolStore.report: the hook's own failure has nowhere better to go.
     }
-    return new MemoryDurableStore();
+    return new MemoryDurableStore(memory);
   }
 }
