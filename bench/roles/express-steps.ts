@@ -79,4 +79,5 @@ function main(): void {
   });
 }
 
-main();
+// Only as a role: breakdown.ts imports STEPS from here, and a server started in the harness kept it from exiting.
+if (require.main === module) main();
