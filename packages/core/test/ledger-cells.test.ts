@@ -73,5 +73,9 @@ describe('LedgerCells', () => {
     ledger.add(event('cus_idle', 'api', at + 2), 'delivered');
     expect(ledger.query({ from: at, to: at + HOUR_MS })).toEqual([]);
     expect(ledger.size).toBe(2);
+    // clear() forgets the cut-off too: the old hour counts again.
+    ledger.clear();
+    ledger.add(event('cus_idle', 'api', at), 'accepted');
+    expect(ledger.size).toBe(1);
   });
 });

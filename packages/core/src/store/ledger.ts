@@ -238,6 +238,8 @@ export class MemoryLedger extends LedgerCells {
   override clear(): void {
     super.clear();
     this.hours.clear();
+    this.newestHour = Number.NEGATIVE_INFINITY;
+    this.keepFrom = Number.NEGATIVE_INFINITY;
   }
 
   query(query: LedgerQuery): LedgerRow[] {
