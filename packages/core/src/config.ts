@@ -7,7 +7,7 @@ import { resolveAggregate } from './aggregate/options';
 import { resolveMetrics } from './metrics/metrics';
 import type { ResolvedMetrics } from './metrics/metrics';
 import type { MeterError } from './errors';
-import { DEFAULT_MEMORY_LEDGER_RETENTION_MS } from './store/ledger';
+import { DEFAULT_LEDGER_RETENTION_MS, DEFAULT_MEMORY_LEDGER_RETENTION_MS } from './store/ledger';
 import type { DurableEventStore } from './store/types';
 import type { DeliveryMode, DeliveryThread, DropReason, MeterEvent, MeterLogger, MeterReporterOptions, OverflowPolicy, ReporterSpoolOptions, RequestLimiter } from './types';
 
@@ -21,8 +21,6 @@ export const DEFAULT_DELIVERY_THREAD: DeliveryThread = 'main';
 /** Stripe's ceiling of events per stream request. */
 export const MAX_STREAM_BATCH = 100;
 export const DEFAULT_FLUSH_INTERVAL_MS = 1000;
-/** The longest `ledgerRetentionMs`: the spool's own default, 40 days (Stripe refuses events older than 35). */
-const MAX_LEDGER_RETENTION_MS = 40 * 24 * 3_600_000;
 export const DEFAULT_MAX_QUEUE_SIZE = 100_000;
 export const DEFAULT_OVERFLOW: OverflowPolicy = 'drop-oldest';
 /** Sandbox allows 25 requests/s for all of an account's calls; leave room for the app's own. */
@@ -285,7 +283,7 @@ export function resolveConfig(options: MeterReporterOptions): ResolvedConfig {
     deliveryThread,
     spool: spool === undefined ? undefined : Object.freeze({ ...spool }),
     store,
-    ledgerRetentionMs: positiveInt('ledgerRetentionMs', options.ledgerRetentionMs, DEFAULT_MEMORY_LEDGER_RETENTION_MS, MAX_LEDGER_RETENTION_MS),
+    ledgerRetentionMs: positiveInt('ledgerRetentionMs', options.ledgerRetentionMs, DEFAULT_MEMORY_LEDGER_RETENTION_MS, DEFAULT_LEDGER_RETENTION_MS),
     rateLimiter,
     aggregate: resolveAggregate(options.aggregate, options.instanceId),
     waitUntil: optionalFunction<ResolvedConfig['waitUntil']>('waitUntil', options.waitUntil),

@@ -69,18 +69,15 @@ function onConnectionClose(this: ServerSocket): void {
 }
 
 /**
- * The connection a response of Node's HTTP/1 server goes out on: its socket, or, for a pipelined
- * response still waiting for the ones before it (no socket of its own yet), its request's. Undefined
- * for anything else (HTTP/2's compatibility layer, a response built by a test harness or another
- * server) and for a response already finished, whose socket Node has let go: its own 'close' follows.
+ * The socket a response goes out on: its own, or, for a pipelined response still waiting for the ones
+ * before it (no socket of its own yet), its request's. Undefined or null where there is none: a response
+ * already finished, whose socket Node has let go (its own 'close' follows), an HTTP/2 stream that is over.
  */
-function connectionOf(res: ServerResponse): ServerSocket | undefined {
-  if (!(res instanceof ServerResponse)) return undefined;
+function socketOf(res: ServerResponse): ServerSocket | null | undefined {
   // Read only without a socket of its own: every property read on Express's per-request objects is a slow one.
-  let socket: ServerSocket | null | undefined = res.socket;
-  if (socket === null && !res.writableFinished) socket = (res.req as { socket?: Socket | null } | undefined)?.socket;
-  if (socket === null || socket === undefined || socket.parser === undefined || socket.parser === null) return undefined;
-  return socket;
+  const own: ServerSocket | null | undefined = res.socket;
+  if (own !== null || !(res instanceof ServerResponse) || res.writableFinished) return own;
+  return (res.req as { socket?: Socket | null } | undefined)?.socket;
 }
 
 /**
@@ -100,15 +97,13 @@ function pendingOn(connection: ServerSocket): Watch[] {
 
 /**
  * Whether the response can no longer end or be abandoned (nothing more will be emitted for it): its
- * connection gone (for a pipelined response still queued, its request's: Node lets go of the parser
- * then, so `connectionOf()` no longer finds it), or, on HTTP/2 (whose compatibility response has neither
- * `closed` nor, once over, a socket), its stream closed.
+ * connection gone (for a queued pipelined response, its request's), or, on HTTP/2 (whose compatibility
+ * response has neither `closed` nor, once over, a socket), its stream closed.
  */
-function alreadyOver(res: ServerResponse, connection: ServerSocket | undefined): boolean {
+function alreadyOver(res: ServerResponse, socket: ServerSocket | null | undefined): boolean {
   if (res.closed) return true;
-  if (connection !== undefined) return connection.destroyed;
-  if (res.socket?.destroyed === true || (res as { stream?: { closed?: boolean } }).stream?.closed === true) return true;
-  return res instanceof ServerResponse && res.socket === null && !res.writableFinished && (res.req as { socket?: Socket | null } | undefined)?.socket?.destroyed === true;
+  if (socket !== null && socket !== undefined) return socket.destroyed;
+  return (res as { stream?: { closed?: boolean } }).stream?.closed === true;
 }
 
 /**
@@ -134,12 +129,14 @@ export function whenResponseDone(res: ServerResponse, done: () => void): void;
 export function whenResponseDone<A>(res: ServerResponse, done: (argument: A) => void, argument: A): void;
 export function whenResponseDone(res: ServerResponse, done: (argument: unknown) => void, argument?: unknown): void {
   const watch: Watch = { res, done, argument, context: new AsyncResource('metered.response'), fired: false, pending: undefined };
-  const connection = connectionOf(res);
+  const socket = socketOf(res);
   // A response whose connection (or HTTP/2 stream) is already gone emits no more 'close'.
-  if (alreadyOver(res, connection)) {
+  if (alreadyOver(res, socket)) {
     setImmediate(fire, watch);
     return;
   }
+  // A connection of Node's HTTP/1 server has a parser; anything else (HTTP/2, a test harness's response) has its own 'close'.
+  const connection = res instanceof ServerResponse && socket?.parser !== undefined && socket.parser !== null ? socket : undefined;
   if (connection === undefined) {
     res.once('close', () => fire(watch));
     return;

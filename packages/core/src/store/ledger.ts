@@ -188,6 +188,8 @@ export function compareRows(a: LedgerRow, b: LedgerRow): number {
 
 /** How long the memory ledger keeps an hour by default (`ledgerRetentionMs`): yesterday's reconciliation still finds it. */
 export const DEFAULT_MEMORY_LEDGER_RETENTION_MS = 48 * HOUR_MS;
+/** The spool's ledger retention by default (`spool.ledgerRetentionMs`), and the most the memory ledger may keep: Stripe refuses events older than 35 days. */
+export const DEFAULT_LEDGER_RETENTION_MS = 40 * 24 * HOUR_MS;
 
 /**
  * The memory store's ledger: its cells in a map, each hour kept for `retentionMs` counted back from the

@@ -5,7 +5,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { MeterClosedError, MeterConfigError, MeterSpoolError } from '../errors';
 import type { QueuedEvent } from './queue';
 import { MAX_EVENT_AGE_MS } from '../intake/validate';
-import { HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
+import { DEFAULT_LEDGER_RETENTION_MS, HOUR_MS, LEDGER_COLUMNS, LedgerCells, compareRows, queryBounds, toRow } from './ledger';
 import type { LedgerCell } from './ledger';
 import { MemoryDurableStore, QueueBackedStore } from './memory-store';
 import type {
@@ -24,7 +24,6 @@ export const DEFAULT_SPOOL_DURABILITY: SpoolDurability = 'turn';
 export const DEFAULT_SPOOL_SYNCHRONOUS: SpoolSynchronous = 'normal';
 export const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_RESEND_WITHIN_MS = 23 * HOUR_MS;
-export const DEFAULT_LEDGER_RETENTION_MS = 40 * 24 * HOUR_MS;
 /** Stripe forgets identifiers after 24 h: resending later than that could bill twice. */
 const DEDUP_WINDOW_MS = 24 * HOUR_MS;
 const MIN_MAX_BYTES = 64 * 1024;
