@@ -64,6 +64,15 @@ async function waitFor(condition: () => boolean, done: EventEmitter): Promise<vo
   while (!condition()) await once(done, 'done');
 }
 
+/** Opens one connection to `url` and writes a GET for each of `paths` on it at once (HTTP/1.1 pipelining). */
+async function pipeline(url: string, paths: readonly string[]): Promise<Socket> {
+  const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+  socket.on('error', () => undefined); // destroyed on purpose by some tests
+  await once(socket, 'connect');
+  socket.write(paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+  return socket;
+}
+
 describe('whenResponseDone on a connection', () => {
   it('calls done once per finished response, in its request context, with one close listener per keep-alive connection', async () => {
     const { server, url, seen, sockets, done } = await startServer((_req, res) => res.end('ok'));
@@ -128,14 +137,11 @@ describe('whenResponseDone on a connection', () => {
         held!.end('a');
       } else res.end('c');
     });
-    const { port } = new URL(url);
-    const socket = net.connect(Number(port), '127.0.0.1');
+    const socket = await pipeline(url, ['/a', '/b', '/c']);
     let answers = '';
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => (answers += chunk));
     try {
-      await once(socket, 'connect');
-      socket.write(['/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
       await waitFor(() => seen.length >= 3, done);
       expect(seen).toEqual([
         { ended: true, store: '/a' },
@@ -155,17 +161,16 @@ describe('whenResponseDone on a connection', () => {
   });
   it('calls done once for pipelined requests still queued when their connection goes (Node emits nothing on them)', async () => {
     let arrived = 0;
-    const { server, url, seen, done } = await startServer((_req, res) => {
-      arrived += 1;
+    const allArrived = new EventEmitter();
+    const { server, url, seen, done } = await startServer((req, res) => {
       // /a never answers; /b and /c end at once and wait behind it, without a socket of their own.
-      if (_req.url !== '/a') res.end('queued');
+      if (req.url !== '/a') res.end('queued');
+      if ((arrived += 1) === 3) allArrived.emit('arrived');
     });
-    const { port } = new URL(url);
-    const socket = net.connect(Number(port), '127.0.0.1');
+    const arrivals = once(allArrived, 'arrived');
+    const socket = await pipeline(url, ['/a', '/b', '/c']);
     try {
-      await once(socket, 'connect');
-      socket.write(['/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
-      while (arrived < 3) await new Promise((resolve) => setImmediate(resolve));
+      await arrivals;
       expect(seen).toEqual([]);
       socket.destroy();
       await waitFor(() => seen.length >= 3, done);
@@ -191,12 +196,10 @@ describe('whenResponseDone on a queued response watched late', () => {
       // /a never answers; /b, queued behind it, is watched only once the connection has closed, as after a slow async step.
       if (req.url === '/b') req.socket.once('close', () => setImmediate(() => watch('/b', res, () => gone.emit('watched'))));
     });
-    const { port } = new URL(await listen(server));
-    const socket = net.connect(Number(port), '127.0.0.1');
+    const url = await listen(server);
+    const arrived = new Promise<void>((resolve) => server.on('request', (req: IncomingMessage) => req.url === '/b' && resolve()));
+    const socket = await pipeline(url, ['/a', '/b']);
     try {
-      await once(socket, 'connect');
-      const arrived = new Promise<void>((resolve) => server.on('request', (req: IncomingMessage) => req.url === '/b' && resolve()));
-      socket.write(['/a', '/b'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
       await arrived;
       socket.destroy();
       await once(gone, 'watched');

@@ -1,8 +1,8 @@
 // End-to-end: the fixture app on Express and on Fastify, metered against the fake Stripe.
 import 'reflect-metadata';
-import { MeterAdapterError, MeterReporter, getRequestUsage } from '@metered/core';
+import { MeterAdapterError, MeterReporter, getRequestUsage, setRequestUsage } from '@metered/core';
 import type { MeterError } from '@metered/core';
-import { Controller, Get, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, Param, Req, UseGuards } from '@nestjs/common';
 import type { CanActivate, ExecutionContext, INestApplication } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { meterUsage } from '@metered/express';
@@ -89,37 +89,14 @@ class HeldGuard implements CanActivate {
   }
 }
 
-/** Five routes metered from the guard (static values), told apart by their value. */
+/** Routes metered from the guard (a static value), each request told apart by the value its handler sets: /held/2 bills 2. */
 @Controller('held')
 @UseGuards(HeldGuard)
 class HeldController {
-  @Get('1')
+  @Get(':n')
   @MeterUsage('api_requests', { value: 1 })
-  one(): string {
-    return 'ok';
-  }
-
-  @Get('2')
-  @MeterUsage('api_requests', { value: 2 })
-  two(): string {
-    return 'ok';
-  }
-
-  @Get('3')
-  @MeterUsage('api_requests', { value: 3 })
-  three(): string {
-    return 'ok';
-  }
-
-  @Get('4')
-  @MeterUsage('api_requests', { value: 4 })
-  four(): string {
-    return 'ok';
-  }
-
-  @Get('5')
-  @MeterUsage('api_requests', { value: 5 })
-  five(): string {
+  route(@Param('n') n: string, @Req() req: object): string {
+    setRequestUsage(req, { value: Number(n) });
     return 'ok';
   }
 }
