@@ -25,6 +25,7 @@ export type MeterErrorCode =
   | 'ERR_METER_SPOOL_READONLY'
   | 'ERR_METER_SPOOL_FULL'
   | 'ERR_METER_SPOOL_IO'
+  | 'ERR_METER_STORE_FAILED'
   | 'ERR_METER_DELIVERY_UNCERTAIN'
   | 'ERR_METER_DELIVERY_WORKER'
   | 'ERR_METER_EVENT_REJECTED'
@@ -190,5 +191,20 @@ export class MeterSpoolError extends MeterError {
     cause?: unknown,
   ) {
     super(code, message, { cause });
+  }
+}
+
+/**
+ * A store of your own (the `store` option) threw; `method` is the one that did (`take`, `settle`, …)
+ * and `cause` what it threw. Told to `onError`, or thrown by `report()` (`push`), by an attempt to send
+ * (`markAttempted`: the attempt is retried) and by `ledger()`.
+ */
+export class MeterStoreError extends MeterError {
+  override readonly name = 'MeterStoreError';
+  constructor(
+    readonly method: string,
+    cause: unknown,
+  ) {
+    super('ERR_METER_STORE_FAILED', `The event store's ${method}() threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }

@@ -12,6 +12,7 @@ export {
   MeterUnauthorizedError,
   MeterSpoolError,
   MeterUncertainError,
+  MeterStoreError,
 } from './errors';
 export type { MeterErrorCode, UncertainDelivery } from './errors';
 export type { EventStore, QueuedEvent } from './store/queue';

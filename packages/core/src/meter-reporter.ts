@@ -14,6 +14,7 @@ import { Intake } from './intake/intake';
 import { checkEventName, checkIdentifier } from './intake/validate';
 import { defaultLogger } from './logger';
 import { ReporterMetrics } from './metrics/metrics';
+import { GuardedStore } from './store/guarded-store';
 import { MemoryDurableStore } from './store/memory-store';
 import { openSpoolOrMemory } from './store/spool-store';
 import type { DurableEventStore, LedgerQuery, LedgerRow } from './store/types';
@@ -90,7 +91,8 @@ export class MeterReporter {
     // A spool that cannot be opened is told to onError here and replaced by memory; only a missing
     // better-sqlite3 or a bad spool option throws, as a deployment mistake is not a condition to run through.
     const memory = { ledgerRetentionMs: this.#config.ledgerRetentionMs };
-    this.#store = store ?? (spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }, memory) : new MemoryDurableStore(memory));
+    // A store given in options is guarded: what it throws goes to onError, never into delivery's turns.
+    this.#store = store !== undefined ? new GuardedStore(store, (error) => this.#hooks.error(error)) : spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }, memory) : new MemoryDurableStore(memory);
     this.#delivery = new Delivery({
       config: this.#config,
       store: this.#store,
@@ -135,8 +137,9 @@ export class MeterReporter {
   /**
    * Validates one usage event and queues it for delivery. Synchronous and O(1): it never touches
    * the network. Returns the event's identifier (given or generated), fixed for every retry.
-   * Throws `MeterValidationError` (bad input), `MeterQueueFullError` (`overflow: 'reject'`) or
-   * `MeterClosedError`; nothing is enqueued then.
+   * Throws `MeterValidationError` (bad input), `MeterQueueFullError` (`overflow: 'reject'`),
+   * `MeterClosedError`, or `MeterStoreError` (a store of your own threw in `push()`); nothing is
+   * enqueued then.
    */
   report(input: MeterEventInput): string {
     if (input?.account !== undefined && this.#store.durable) {
@@ -269,7 +272,8 @@ export class MeterReporter {
    * The usage ledger: per customer × event name × hour (of the events' timestamps), what `report()`
    * accepted and what was delivered, failed, dropped or left uncertain. Kept in the spool across
    * restarts, in memory without one. Throws `MeterConfigError` for a bad query, and, with a spool,
-   * `MeterClosedError` after `close()` and `MeterSpoolError` when the file cannot be read.
+   * `MeterClosedError` after `close()` and `MeterSpoolError` when the file cannot be read; with a store
+   * of your own, `MeterStoreError` when its `ledger()` throws.
    *
    * @example
    * const rows = reporter.ledger({ from: Date.now() - 86_400_000, to: Date.now(), customerId: 'cus_123' });

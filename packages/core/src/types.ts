@@ -233,7 +233,10 @@ export interface MeterReporterOptions {
   ledgerRetentionMs?: number;
   /**
    * A store of your own (`DurableEventStore`) instead of the memory store or `spool`; the reporter
-   * recovers it at start and closes it in `close()`. Not with `spool`.
+   * recovers it at start and closes it in `close()`. Not with `spool`. What its methods throw never
+   * reaches delivery: it goes to `onError` as `MeterStoreError` (`ERR_METER_STORE_FAILED`), thrown
+   * only from `report()` (its `push()`), `ledger()` and an attempt to send (its `markAttempted()`: the
+   * attempt is retried, as nothing was sent).
    * @default undefined (the in-memory store)
    */
   store?: DurableEventStore;

@@ -265,7 +265,9 @@ export class Delivery {
       return undefined;
     }
     if (size < this.config.maxBatchSize && !this.drainRequested) return undefined;
-    return this.oneAccount(this.store.take(this.config.maxBatchSize));
+    const taken = this.store.take(this.config.maxBatchSize);
+    // A store of the user's own that failed hands out nothing (GuardedStore): the next flush interval asks again.
+    return taken.length === 0 ? undefined : this.oneAccount(taken);
   }
 
   /**

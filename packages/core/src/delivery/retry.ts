@@ -1,5 +1,5 @@
 // Which failures are worth another attempt, and how long to wait before it.
-import { MeterUnauthorizedError, StripeApiError } from '../errors';
+import { MeterStoreError, MeterUnauthorizedError, StripeApiError } from '../errors';
 
 /** Network failures after which the same request may be sent again. */
 const RETRIABLE_NETWORK_CODES = new Set([
@@ -45,12 +45,15 @@ export function isRetriable(error: unknown): boolean {
  * errors, 5xx, 408, 409, 429, an expired session); retried for as long as `retry.maxElapsedMs`
  * allows, whatever the number of attempts. `retriable`: an answer that is final by its status but
  * that Stripe marked `Stripe-Should-Retry: true`; bounded by `retry.maxAttempts` as well.
+ * A store that could not record an attempt is `transient` too (nothing was sent).
  * `unauthorized`: the secret key was refused; the credential breaker holds it. `final`: never retried.
  */
 export type FailureKind = 'transient' | 'retriable' | 'unauthorized' | 'final';
 
 export function classifyFailure(error: unknown): FailureKind {
   if (error instanceof MeterUnauthorizedError) return 'unauthorized';
+  // A store of the user's own could not record the attempt (markAttempted), so it was not sent.
+  if (error instanceof MeterStoreError) return 'transient';
   if (error instanceof StripeApiError) {
     if (error.shouldRetry === false) return 'final';
     if (isSessionExpired(error) || error.status === 409 || error.status === 429 || error.status === 408 || error.status >= 500) return 'transient';

@@ -50,7 +50,15 @@ export class Intake {
     } else {
       this.accept();
     }
-    this.store.push(event);
+    try {
+      this.store.push(event);
+    } catch (error) {
+      // A store of the user's own refused it (MeterStoreError): not accepted after all, and the caller hears so.
+      this.seq -= 1;
+      this.counters.enqueued -= 1;
+      this.counters.rejected += 1;
+      throw error;
+    }
     if (this.store.size >= this.config.maxBatchSize) this.delivery.schedulePump();
     return event.identifier;
   }
