@@ -1,6 +1,6 @@
 // A store of the user's own (`store` option) that throws: its failures go to onError or to the caller as MeterStoreError, never into delivery's turns.
 import { MemoryDurableStore, MeterStoreError } from '@metered/core';
-import type { QueuedEvent, SettleOutcome } from '@metered/core';
+import type { LedgerQuery, LedgerRow, QueuedEvent, SettleOutcome } from '@metered/core';
 import { closeReporters, reporterFor, until, useFake } from './helpers';
 
 const stripe = useFake({ meters: ['api_requests'] });
@@ -43,12 +43,13 @@ class FailingStore extends MemoryDurableStore {
     super.settle(events, outcome);
   }
 
-  override markAttempted(events: readonly QueuedEvent[], at: number): void {
+  // The memory store keeps no attempts (its markAttempted takes nothing).
+  override markAttempted(): void {
     this.check('markAttempted');
-    super.markAttempted(events, at);
+    super.markAttempted();
   }
 
-  override ledger(query: Parameters<MemoryDurableStore['ledger']>[0]): ReturnType<MemoryDurableStore['ledger']> {
+  override ledger(query: LedgerQuery): LedgerRow[] {
     this.check('ledger');
     return super.ledger(query);
   }
