@@ -19,7 +19,7 @@ import type { FakeReady } from './roles/fake-stripe';
 import { STEPS } from './roles/express-steps';
 import type { Step } from './roles/express-steps';
 import type { ServerKind, ServerReady, ServerVariant } from './roles/shared';
-import { startServer } from './scenarios/servers';
+import { startBackgroundFake, startServer } from './scenarios/servers';
 
 const CONNECTIONS = 5;
 const WARMUP_SECONDS = 8;
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const seconds = flag('seconds', 3);
   const before = textFlag('before');
   pinTools();
-  const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
+  const fake = await startBackgroundFake();
   const [baseline, ...steps] = stepsOf(kind, fake.ready, before);
   const bare = await baseline![1]();
   console.log(`${kind}: each step against bare, ${rounds} simultaneous rounds of ${seconds} s, ${CONNECTIONS} connections each; ${placement.describe}`);

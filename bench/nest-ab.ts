@@ -27,6 +27,7 @@ import { simultaneous } from './lib/simultaneous';
 import { median } from './lib/stats';
 import type { FakeReady } from './roles/fake-stripe';
 import type { ServerReady } from './roles/shared';
+import { startBackgroundFake } from './scenarios/servers';
 
 const CONNECTIONS = 5;
 const WARMUP_SECONDS = 8;
@@ -45,7 +46,7 @@ async function main(): Promise<void> {
   const seconds = Number(option(args, 'seconds') ?? 3);
   const builds: Record<string, string | undefined> = { before: option(args, 'before'), after: option(args, 'after') };
   pinTools();
-  const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
+  const fake = await (option(args, 'fake') === 'normal' ? Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools }) : startBackgroundFake());
   const servers = new Map<string, Child<ServerReady>>();
   const server = async (name: string): Promise<Child<ServerReady>> => {
     const running = servers.get(name);

@@ -40,6 +40,7 @@ const BUILD_STAMP = path.join(BUILD, '.built');
 const BUILD_SOURCES = ['roles', 'lib', 'scenarios'];
 
 let tasksetWorks: boolean | undefined;
+let idleWorks: boolean | undefined;
 let buildChecked = false;
 
 /** Whether CPU pinning is available here (taskset from util-linux, and a kernel that lets us use it). */
@@ -53,6 +54,19 @@ export function canPin(): boolean {
     }
   }
   return tasksetWorks;
+}
+
+/** Whether a child can be started at the SCHED_IDLE policy (chrt from util-linux; no privilege needed). */
+export function canIdle(): boolean {
+  if (idleWorks === undefined) {
+    try {
+      execFileSync('chrt', ['--idle', '0', 'true'], { stdio: 'ignore' });
+      idleWorks = true;
+    } catch {
+      idleWorks = false;
+    }
+  }
+  return idleWorks;
 }
 
 /** Pins every thread of this process to `cpus` (e.g. "1"); threads started later inherit it. */
@@ -98,6 +112,15 @@ export interface ChildOptions {
   config?: unknown;
   /** CPUs to pin the child to ("0", "0,1"); ignored where taskset is unavailable. */
   cpus?: string;
+  /**
+   * Starts the child at the SCHED_IDLE policy (`chrt --idle 0`), ignored where chrt cannot: on the CPUs
+   * it shares with the load generator it runs only while the generator has nothing to do. For the fake
+   * Stripe of a scenario where no measured response waits for it: there, its CPU time stands for Stripe's
+   * own servers, which in production never run on the client's CPU, and at normal priority the fake's
+   * handling of a 100-event batch (~1 ms) delays the load generator's reading of whatever response is
+   * in flight at the time (NOTES.md, "The fake's CPU beside the load generator").
+   */
+  idle?: boolean;
   /** Extra Node flags, e.g. --expose-gc or --cpu-prof. */
   nodeFlags?: readonly string[];
   /** Working directory (where --cpu-prof writes its profile). */
@@ -147,11 +170,15 @@ export class Child<Ready = unknown> {
     const tsx = options.runtime === 'tsx';
     const file = tsx ? path.join(BENCH, entry) : compiled(entry);
     const node = [...(tsx ? process.execArgv : []), ...(options.nodeFlags ?? []), file];
-    const pinned = options.cpus !== undefined && canPin();
-    // Through taskset, so that every thread Node starts (libuv pool, GC helpers) is born pinned.
-    const proc = pinned
-      ? spawn('taskset', ['-c', options.cpus!, process.execPath, ...node], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: childEnv(options), cwd: options.cwd })
-      : spawn(process.execPath, node, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: childEnv(options), cwd: options.cwd });
+    // Through taskset and chrt, so that every thread Node starts (libuv pool, GC helpers) is born pinned
+    // and with the policy.
+    const command = [
+      ...(options.idle === true && canIdle() ? ['chrt', '--idle', '0'] : []),
+      ...(options.cpus !== undefined && canPin() ? ['taskset', '-c', options.cpus] : []),
+      process.execPath,
+      ...node,
+    ];
+    const proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: childEnv(options), cwd: options.cwd });
     const name = path.basename(entry, '.ts');
     return new Promise((resolve, reject) => {
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void => reject(new Error(`${name} exited (${signal ?? code}) before it was ready`));

@@ -1,6 +1,5 @@
 // Scenarios 1–2 as report sections: Express, and NestJS on both platforms, bare against metered.
-import { placement } from '../lib/placement';
-import { Child } from '../lib/proc';
+import type { Child } from '../lib/proc';
 import { fmt, section } from '../lib/report';
 import type { Section } from '../lib/report';
 import type { FakeReady } from '../roles/fake-stripe';
@@ -10,7 +9,7 @@ import { simultaneous } from '../lib/simultaneous';
 import { median } from '../lib/stats';
 import { measureOverhead } from './overhead';
 import type { OverheadPlan } from './overhead';
-import { startServer } from './servers';
+import { startBackgroundFake, startServer } from './servers';
 
 /**
  * Throughput targets (issue 14): Express at the floor response-time sets (one header, nothing after
@@ -72,7 +71,7 @@ async function measurePeers(kind: ServerKind, bare: Child<ServerReady>, fake: Fa
 
 export async function httpOverhead(id: string, kind: ServerKind, plan: OverheadPlan, log: (line: string) => void): Promise<Section> {
   const result = section(id, TITLES[kind]);
-  const fake = await Child.start<FakeReady>('roles/fake-stripe.ts', { cpus: placement.tools });
+  const fake = await startBackgroundFake();
   const servers = await Promise.all([startServer(kind, 'bare', fake.ready), startServer(kind, 'metered', fake.ready)]);
   try {
     const [bare, metered] = servers;

@@ -12,7 +12,7 @@ import type { ServerConfig, ServerReady } from '../roles/shared';
 import type { SpoolDeliveryResult, StoreChoice, TurnCostResult } from '../roles/spool-bench';
 import { measureOverhead } from './overhead';
 import type { OverheadPlan } from './overhead';
-import { serverEntry, startServer } from './servers';
+import { serverEntry, startBackgroundFake, startServer } from './servers';
 
 /** Targets of issue 11 on this machine. */
 export const TURN_TARGET_NS = 3000;
@@ -74,16 +74,20 @@ export async function spoolScenario(id: string, plan: SpoolPlan, log: (line: str
   });
 
   const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 'metered-bench-express-spool-'));
-  const overhead = await withChild<FakeReady, Awaited<ReturnType<typeof measureOverhead>>>('roles/fake-stripe.ts', {}, async (fake) => {
+  const fake = await startBackgroundFake();
+  let overhead: Awaited<ReturnType<typeof measureOverhead>>;
+  try {
     const config: ServerConfig & SpoolServerSettings = { kind: 'express', variant: 'metered', fake: fake.ready, spool: { path: path.join(spoolDir, 'express.spool'), durability: 'turn', synchronous: 'normal' } };
     const servers = await Promise.all([startServer('express', 'bare', fake.ready), Child.start<ServerReady>(serverEntry('express'), { cpus: placement.server, config })]);
     try {
-      return await measureOverhead(servers[0], servers[1], fake, plan.overhead, log);
+      overhead = await measureOverhead(servers[0], servers[1], fake, plan.overhead, log);
     } finally {
       await Promise.all(servers.map((server) => server.stop()));
       fs.rmSync(spoolDir, { recursive: true, force: true });
     }
-  });
+  } finally {
+    await fake.stop();
+  }
 
   const spoolRate = delivery.turn?.eventsPerSecond ?? Number.NaN;
   result.checks.push(
