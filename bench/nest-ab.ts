@@ -1,6 +1,6 @@
 // Nest servers head to head, simultaneous rounds: what metering costs on its own, and what a change pays.
 //
-//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify|express> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR] [--after DIR]
+//   npx tsx --tsconfig bench/tsconfig.run.json bench/nest-ab.ts <nest-express|nest-fastify|express> A:B [A:B ...] [--rounds 6] [--seconds 3] [--before DIR] [--after DIR] [--fake normal]
 //
 // `express` runs bench/roles/express-server.ts instead, with its variants (bare, metered, metered-no-http,
 // the peers) and no before/after builds.
@@ -19,6 +19,9 @@
 // code before a change, with @nestjs/* and @metered/core linked to this checkout's); `after` and
 // `after-no-delivery` the same with the build in --after DIR (both sides built outside this checkout, so
 // that what others change in it meanwhile is in neither).
+//
+// The fake Stripe runs at SCHED_IDLE (startBackgroundFake); `--fake normal` starts it at normal priority,
+// as before the fifth session (NOTES.md, "The fake's CPU beside the load generator").
 //
 // e.g. bare:metered-no-delivery bare:metered before:metered
 import { placement, pinTools } from './lib/placement';
