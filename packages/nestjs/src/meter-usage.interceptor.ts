@@ -27,6 +27,12 @@ interface HandlerOutcome {
   result: unknown;
 }
 
+/** A request this interceptor meters: its handler's outcome, and what tells the metering the handler is over. */
+interface HandlerRun {
+  readonly handler: HandlerOutcome;
+  readonly settled: () => void;
+}
+
 /** One request to a metered route, as core asks about it. */
 interface RouteExchange {
   readonly context: ExecutionContext;
@@ -169,6 +175,8 @@ export class MeterUsageInterceptor implements NestInterceptor {
   private readonly lookUpGuardedRouteOnce = (handler: object, controller: object): RouteMetering | typeof SKIPPED | undefined =>
     appliesInterceptor(handler, controller) ? undefined : this.routes.get(handler, controller, this.lookUpRouteOnce);
   private readonly guardedResponseDone = (guarded: GuardedRequest): void => this.onGuardedResponseDone(guarded);
+  /** Requests metered here, by their Node request: an outer interceptor's retry reaches intercept() again. */
+  private readonly running = new WeakMap<object, HandlerRun>();
 
   constructor(
     @Inject(METERING_CONFIG) private readonly config: ResolvedMeteringConfig,
@@ -268,6 +276,10 @@ export class MeterUsageInterceptor implements NestInterceptor {
       skipRequestMetering(rawRequest);
       return next.handle();
     }
+    // An interceptor outside this one that subscribes again (rxjs retry()) calls intercept() again for
+    // the same request: the handler runs again, and the run that answers is the one billed (or not).
+    const running = this.running.get(rawRequest);
+    if (running !== undefined) return this.recorded(next, running);
     if (!claimRequest(rawRequest)) {
       // Someone else (@metered/express, a second MeteringModule) already meters this request.
       this.handOver(rawRequest, route);
@@ -280,6 +292,8 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const handlerDone = new Promise<void>((resolve) => {
       handlerSettled = resolve;
     });
+    const run: HandlerRun = { handler, settled: handlerSettled };
+    this.running.set(rawRequest, run);
     // Listening before the handler runs, so a response sent synchronously is not missed. Ended
     // (by the handler) before the connection went away means completed; otherwise the client aborted.
     // Core's watch, as the guard's path has it: it also sees a pipelined response whose connection goes
@@ -295,7 +309,18 @@ export class MeterUsageInterceptor implements NestInterceptor {
       responseDone.then((ended) => this.endingOf(ended, rawResponse, handler, handlerDone)).then((ending) => meterRequest(this.metering, exchange, arrivedAt, ending)),
     );
 
-    // Only records; an Observable (SSE, a streamed result) settles once, on complete, error or unsubscribe.
+    return this.recorded(next, run);
+  }
+
+  /**
+   * Runs the handler, recording its outcome from a clean one. Only records; an Observable (SSE, a
+   * streamed result) settles once, on complete, error or unsubscribe.
+   */
+  private recorded(next: CallHandler, { handler, settled }: HandlerRun): Observable<unknown> {
+    handler.finished = false;
+    handler.failed = false;
+    handler.error = undefined;
+    handler.result = undefined;
     return next.handle().pipe(
       tap({
         next: (value: unknown) => {
@@ -310,7 +335,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
           handler.finished = true;
         },
       }),
-      finalize(() => handlerSettled()),
+      finalize(settled),
     );
   }
 

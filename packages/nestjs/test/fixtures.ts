@@ -13,15 +13,16 @@ import {
   Sse,
   UnauthorizedException,
   UseGuards,
+  UseInterceptors,
 } from '@nestjs/common';
-import type { CanActivate, DynamicModule, ExecutionContext, INestApplication, MessageEvent, MiddlewareConsumer, ModuleMetadata, NestMiddleware, NestModule } from '@nestjs/common';
+import type { CallHandler, CanActivate, DynamicModule, ExecutionContext, INestApplication, MessageEvent, MiddlewareConsumer, ModuleMetadata, NestInterceptor, NestMiddleware, NestModule } from '@nestjs/common';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { claimRequest, MeterReporter } from '@metered/core';
 import type { FakeStripe } from '@metered/testing';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { from, Observable } from 'rxjs';
+import { from, Observable, retry } from 'rxjs';
 import { MeterUsage, MeterUsageInterceptor, setRequestUsage, SkipMetering } from '../src';
 
 export type Platform = 'express' | 'fastify';
@@ -154,6 +155,32 @@ export class AiController {
   }
 }
 
+/** An app's own interceptor that runs its route's handler again once if it fails (rxjs `retry`). */
+@Injectable()
+export class RetryOnceInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(retry(1));
+  }
+}
+
+/** A handler whose first runs fail (`failures` of them), under an outer interceptor that retries once. */
+@Controller('flaky')
+@UseGuards(ApiKeyGuard)
+@UseInterceptors(RetryOnceInterceptor)
+export class FlakyController {
+  /** Runs of the handler so far, and how many of the first ones fail; set by the test. */
+  static runs = 0;
+  static failures = 1;
+
+  @Get()
+  @MeterUsage('tokens', { value: (_context, result: { tokens: number }) => result.tokens })
+  flaky(): { tokens: number } {
+    FlakyController.runs += 1;
+    if (FlakyController.runs <= FlakyController.failures) throw new Error(`run ${FlakyController.runs} fails`);
+    return { tokens: 4 };
+  }
+}
+
 /** Routes whose pace the test sets, for clients that leave: a slow answer, and a stream that stalls. */
 @Controller('paced')
 @UseGuards(ApiKeyGuard)
@@ -239,7 +266,7 @@ export class ManualController {
   }
 }
 
-export const CONTROLLERS = [ItemsController, AiController, PacedController, PublicController, ManualController];
+export const CONTROLLERS = [ItemsController, AiController, PacedController, PublicController, ManualController, FlakyController];
 
 /**
  * Express-style middleware that meters requests itself (like @metered/express): it claims each

@@ -17,7 +17,7 @@ import request from 'supertest';
 import { MeteringModule, MeterUsage, MeterUsageInterceptor } from '../src';
 import { awaitingPasses } from '../src/guard-passes';
 import type { MeteringModuleOptions, MeteringOptionsFactory } from '../src';
-import { AiController, ClaimingMiddleware, DenyHeaderGuard, fakeReporterOptions, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
+import { AiController, ClaimingMiddleware, DenyHeaderGuard, fakeReporterOptions, FlakyController, METERS, PacedController, PLATFORMS, settle, startApp } from './fixtures';
 
 let fake: FakeStripe;
 
@@ -197,6 +197,22 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
       expect(response.text.match(/^data: /gm)).toHaveLength(4);
       await settle(app);
       expect(billed()).toEqual([['cus_alice', 'stream_chunks', '4']]);
+    });
+
+    it('bills a handler run again by an outer retrying interceptor by the run that answered, once', async () => {
+      FlakyController.runs = 0;
+      FlakyController.failures = 1;
+      await request(app.getHttpServer()).get('/flaky').set('x-api-key', 'key_bob').expect(200, { tokens: 4 });
+      expect(FlakyController.runs).toBe(2);
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'tokens', '4']]);
+      // Both runs failing: the error is the answer, and nothing is billed.
+      FlakyController.runs = 0;
+      FlakyController.failures = 2;
+      await request(app.getHttpServer()).get('/flaky').set('x-api-key', 'key_bob').expect(500);
+      expect(FlakyController.runs).toBe(2);
+      await settle(app);
+      expect(billed()).toEqual([['cus_bob', 'tokens', '4']]);
     });
 
     it('never lets a client choose the customer through headers', async () => {
