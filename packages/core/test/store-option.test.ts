@@ -115,7 +115,8 @@ it('markAttempted() throwing: that attempt is not sent, and the retry delivers t
   expect(stripe.fake.requests().filter((entry) => entry.endpoint === 'meter_event_stream')).toHaveLength(1);
   expect(stripe.fake.events()).toHaveLength(3);
   expect(reporter.stats()).toMatchObject({ delivered: 3, failed: 0, retries: 1 });
-  expect(recorded.errors).toEqual([]);
+  // Told once, though the attempt was retried rather than failed.
+  expect(recorded.errors.map((e) => e.error)).toEqual([expect.objectContaining({ code: 'ERR_METER_STORE_FAILED', method: 'markAttempted' })]);
   expect(escaped).toEqual([]);
 });
 
@@ -142,4 +143,45 @@ it('ledger() throwing reaches its caller as MeterStoreError', () => {
   const { reporter } = reporterFor(stripe.fake, { store });
   expect(() => reporter.ledger({ from: 0, to: Date.now() })).toThrow(MeterStoreError);
   expect(reporter.ledger({ from: 0, to: Date.now() })).toEqual([]);
+});
+
+/** A store whose getters can be made to throw, holding what it is given as a durable store would. */
+class FlakyGetterStore extends FailingStore {
+  brokenGetters = false;
+
+  constructor() {
+    super();
+    // The memory store's durable is an own field (false): replaced on the instance by a durable getter.
+    Object.defineProperty(this, 'durable', {
+      get: (): boolean => {
+        if (this.brokenGetters) throw new Error('durable is broken');
+        return true;
+      },
+    });
+  }
+
+  override get size(): number {
+    if (this.brokenGetters) throw new Error('size is broken');
+    return super.size;
+  }
+}
+
+it('a size getter that throws answers its last reading: flush() does not resolve with events still held', async () => {
+  const store = new FlakyGetterStore().failNext('take', 1_000);
+  const { reporter } = reporterFor(stripe.fake, { store, maxBatchSize: 10, flushIntervalMs: 60_000 });
+  for (let i = 0; i < 3; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
+  store.brokenGetters = true;
+  await expect(reporter.flush({ timeoutMs: 100 })).resolves.toMatchObject({ settled: false, pending: 3 });
+  expect(escaped).toEqual([]);
+});
+
+it('a durable getter that throws answers its last reading: shutdown keeps the rows instead of dropping them', async () => {
+  const store = new FlakyGetterStore().failNext('take', 1_000);
+  const { reporter, recorded } = reporterFor(stripe.fake, { store, maxBatchSize: 10, flushIntervalMs: 60_000 });
+  for (let i = 0; i < 3; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
+  expect(reporter.stats().pending).toBe(3);
+  store.brokenGetters = true;
+  await reporter.close({ timeoutMs: 0 });
+  expect(reporter.stats()).toMatchObject({ kept: 3, dropped: { total: 0 } });
+  expect(recorded.drops).toEqual([]);
 });

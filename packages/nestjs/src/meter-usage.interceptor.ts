@@ -27,10 +27,26 @@ interface HandlerOutcome {
   result: unknown;
 }
 
-/** A request this interceptor meters: its handler's outcome, and what tells the metering the handler is over. */
+/**
+ * A request this interceptor meters: its handler's outcome, and the current run's end (`done`, resolved
+ * by `settled`). An outer interceptor's retry starts a new run: both are replaced then.
+ */
 interface HandlerRun {
   readonly handler: HandlerOutcome;
-  readonly settled: () => void;
+  done: Promise<void>;
+  settled: () => void;
+}
+
+/**
+ * Resolves once the handler's latest run has settled: a run that an outer interceptor's retry started
+ * while an earlier one was being waited for is waited for in turn.
+ */
+async function lastRunDone(run: HandlerRun): Promise<void> {
+  let done: Promise<void>;
+  do {
+    done = run.done;
+    await done;
+  } while (done !== run.done);
 }
 
 /** One request to a metered route, as core asks about it. */
@@ -288,11 +304,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const rawResponse = nodeResponse(context.getArgByIndex<object>(1));
 
     const handler: HandlerOutcome = { finished: false, failed: false, error: undefined, result: undefined };
-    let handlerSettled!: () => void;
-    const handlerDone = new Promise<void>((resolve) => {
-      handlerSettled = resolve;
-    });
-    const run: HandlerRun = { handler, settled: handlerSettled };
+    const run: HandlerRun = { handler, done: Promise.resolve(), settled: () => undefined };
     this.running.set(rawRequest, run);
     // Listening before the handler runs, so a response sent synchronously is not missed. Ended
     // (by the handler) before the connection went away means completed; otherwise the client aborted.
@@ -306,7 +318,10 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const exchange: RouteExchange = { context, route, request, rawRequest, rawResponse, handler };
     // Never rejects: core hands every failure to the reporter's onError.
     this.inFlight.track(
-      responseDone.then((ended) => this.endingOf(ended, rawResponse, handler, handlerDone)).then((ending) => meterRequest(this.metering, exchange, arrivedAt, ending)),
+      responseDone
+        .then((ended) => this.endingOf(ended, rawResponse, run))
+        .then((ending) => meterRequest(this.metering, exchange, arrivedAt, ending))
+        .finally(() => this.running.delete(rawRequest)),
     );
 
     return this.recorded(next, run);
@@ -316,7 +331,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * Runs the handler, recording its outcome from a clean one. Only records; an Observable (SSE, a
    * streamed result) settles once, on complete, error or unsubscribe.
    */
-  private recorded(next: CallHandler, { handler, settled }: HandlerRun): Observable<unknown> {
+  private recorded(next: CallHandler, run: HandlerRun): Observable<unknown> {
+    const { handler } = run;
+    run.done = new Promise<void>((resolve) => {
+      run.settled = resolve;
+    });
+    const settled = run.settled;
     handler.finished = false;
     handler.failed = false;
     handler.error = undefined;
@@ -369,11 +389,12 @@ export class MeterUsageInterceptor implements NestInterceptor {
    * before the response started; a handler that still finishes within `abortGraceMs` has its work
    * billed as completed.
    */
-  private async endingOf(ended: boolean, rawResponse: ServerResponse, handler: HandlerOutcome, handlerDone: Promise<void>): Promise<ResponseEnding> {
-    if (ended) await handlerDone;
+  private async endingOf(ended: boolean, rawResponse: ServerResponse, run: HandlerRun): Promise<ResponseEnding> {
+    const { handler } = run;
+    if (ended) await lastRunDone(run);
     const graceMs = this.config.abortGraceMs;
     // handlerDone also settles on unsubscribe (Nest drops an SSE stream whose client left): only completing or failing is finishing.
-    return endingAtClose(ended, rawResponse.headersSent, graceMs, () => finishedWithin(handlerDone, graceMs).then(() => handler.finished));
+    return endingAtClose(ended, rawResponse.headersSent, graceMs, () => finishedWithin(lastRunDone(run), graceMs).then(() => handler.finished));
   }
 
   /**

@@ -53,8 +53,8 @@ export class Intake {
     try {
       this.store.push(event);
     } catch (error) {
-      // A store of the user's own refused it (MeterStoreError): not accepted after all, and the caller hears so.
-      this.seq -= 1;
+      // A store of the user's own refused it (MeterStoreError): not accepted after all, and the caller
+      // hears so. Its sequence number stays used (flush waiters allow gaps): the store may have kept it.
       this.counters.enqueued -= 1;
       this.counters.rejected += 1;
       throw error;

@@ -13,15 +13,19 @@ const NOTHING_RECOVERED: RecoveredEvents = { resend: [], expired: [], uncertain:
  * and the reporter goes on with what it knows:
  *
  * - `push()` throws it to `report()`'s caller, which does not count the event as accepted;
- * - `markAttempted()` throws it into the attempt, which is then not sent and is retried as a transient
- *   failure (an attempt the store has not recorded must not reach Stripe: a later process would resend it
- *   as never sent, past Stripe's duplicate window too);
+ * - `markAttempted()` tells `onError` and throws it into the attempt, which is then not sent and is
+ *   retried as a transient failure (an attempt the store has not recorded must not reach Stripe: a later
+ *   process would resend it as never sent, past Stripe's duplicate window too);
  * - `ledger()` throws it to its caller;
- * - every other method tells `onError` and answers as an empty store would (`take()` nothing, `size` 0,
- *   `hasRoomFor()` true): the events stay wherever the store keeps them, and delivery asks again at its
- *   next flush interval. `onError` hears of a failing method once until that method succeeds again.
+ * - the getters answer their last good reading;
+ * - every other method tells `onError` and answers as an empty store would (`take()` nothing,
+ *   `hasRoomFor()` true, `recover()` nothing): the events stay wherever the store keeps them, and
+ *   delivery asks again at its next flush interval (what `recover()` or `unshift()` could not hand
+ *   back waits in a durable store for the next process). `onError` hears of a failing method once until that
+ *   method succeeds again.
  *
- * The stores metered ships (memory, spool, `@metered/redis`) handle their own failures and are not wrapped.
+ * Every store given as `store` is wrapped, `@metered/redis`'s too (which handles its own failures, so
+ * the guard never answers for it); the memory store and the spool are not.
  */
 export class GuardedStore implements DurableEventStore {
   /** Methods whose last call failed: reported once, until one succeeds. */
@@ -32,16 +36,23 @@ export class GuardedStore implements DurableEventStore {
     private readonly onError: (error: MeterStoreError) => void,
   ) {}
 
+  // The getters answer their last good reading when they throw: a size of 0 would let flush() resolve
+  // with events still held, and durable false would drop at shutdown rows the store keeps for the next
+  // process (never read: true, the side that keeps them).
+  private lastSize = 0;
+  private lastDurable = true;
+  private lastBytes = 0;
+
   get size(): number {
-    return this.quietly('size', () => this.inner.size, 0);
+    return (this.lastSize = this.quietly('size', () => this.inner.size, this.lastSize));
   }
 
   get durable(): boolean {
-    return this.quietly('durable', () => this.inner.durable, false);
+    return (this.lastDurable = this.quietly('durable', () => this.inner.durable, this.lastDurable));
   }
 
   get bytes(): number {
-    return this.quietly('bytes', () => this.inner.bytes, 0);
+    return (this.lastBytes = this.quietly('bytes', () => this.inner.bytes, this.lastBytes));
   }
 
   push(event: QueuedEvent): void {
@@ -69,7 +80,8 @@ export class GuardedStore implements DurableEventStore {
   }
 
   markAttempted(events: readonly QueuedEvent[], at: number): void {
-    this.loudly('markAttempted', () => this.inner.markAttempted(events, at));
+    // Thrown into the attempt (retried), and told to onError as well: a retry budget can last an hour.
+    this.quietly('markAttempted', () => this.inner.markAttempted(events, at), undefined, true);
   }
 
   settle(events: readonly QueuedEvent[], outcome: SettleOutcome): void {
@@ -96,17 +108,22 @@ export class GuardedStore implements DurableEventStore {
     this.quietly('close', () => this.inner.close(), undefined);
   }
 
-  /** Runs `call`; a failure goes to onError (once while it lasts) and `fallback` is the answer. */
-  private quietly<T>(method: string, call: () => T, fallback: T): T {
+  /**
+   * Runs `call`; a failure goes to onError (once while it lasts) and `fallback` is the answer, or with
+   * `rethrow` the failure is thrown on as well.
+   */
+  private quietly<T>(method: string, call: () => T, fallback: T, rethrow = false): T {
     try {
       const result = call();
       if (this.failing.size !== 0) this.failing.delete(method);
       return result;
     } catch (error) {
+      const failure = new MeterStoreError(method, error);
       if (!this.failing.has(method)) {
         this.failing.add(method);
-        this.onError(new MeterStoreError(method, error));
+        this.onError(failure);
       }
+      if (rethrow) throw failure;
       return fallback;
     }
   }
