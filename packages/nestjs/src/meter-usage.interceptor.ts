@@ -393,7 +393,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     const { handler } = run;
     if (ended) await lastRunDone(run);
     const graceMs = this.config.abortGraceMs;
-    // handlerDone also settles on unsubscribe (Nest drops an SSE stream whose client left): only completing or failing is finishing.
+    // A run also ends on unsubscribe (Nest drops an SSE stream whose client left): only completing or failing is finishing.
     return endingAtClose(ended, rawResponse.headersSent, graceMs, () => finishedWithin(lastRunDone(run), graceMs).then(() => handler.finished));
   }
 
