@@ -21,8 +21,8 @@ const NOTHING_RECOVERED: RecoveredEvents = { resend: [], expired: [], uncertain:
  * - every other method tells `onError` and answers as an empty store would (`take()` nothing,
  *   `hasRoomFor()` true, `recover()` nothing): the events stay wherever the store keeps them, and
  *   delivery asks again at its next flush interval (what `recover()` or `unshift()` could not hand
- *   back waits in a durable store for the next process). `onError` hears of a failing method once until that
- *   method succeeds again.
+ *   back waits in a durable store for the next process). `onError` hears of a failing method once
+ *   until that method succeeds again.
  *
  * Every store given as `store` is wrapped, `@metered/redis`'s too (which handles its own failures, so
  * the guard never answers for it); the memory store and the spool are not.
@@ -31,17 +31,17 @@ export class GuardedStore implements DurableEventStore {
   /** Methods whose last call failed: reported once, until one succeeds. */
   private readonly failing = new Set<string>();
 
-  constructor(
-    private readonly inner: DurableEventStore,
-    private readonly onError: (error: MeterStoreError) => void,
-  ) {}
-
   // The getters answer their last good reading when they throw: a size of 0 would let flush() resolve
   // with events still held, and durable false would drop at shutdown rows the store keeps for the next
   // process (never read: true, the side that keeps them).
   private lastSize = 0;
   private lastDurable = true;
   private lastBytes = 0;
+
+  constructor(
+    private readonly inner: DurableEventStore,
+    private readonly onError: (error: MeterStoreError) => void,
+  ) {}
 
   get size(): number {
     return (this.lastSize = this.quietly('size', () => this.inner.size, this.lastSize));
