@@ -171,10 +171,14 @@ export interface UncertainDelivery {
  */
 export class MeterUncertainError extends MeterError {
   override readonly name = 'MeterUncertainError';
-  constructor(readonly deliveries: readonly UncertainDelivery[]) {
+  constructor(
+    readonly deliveries: readonly UncertainDelivery[],
+    /** What makes them uncertain: by default, a previous process's send too long ago to resend. */
+    when = 'from a previous process were first sent longer ago than spool.resendWithinMs (23 h by default)',
+  ) {
     super(
       'ERR_METER_DELIVERY_UNCERTAIN',
-      `${deliveries.length} meter event(s) from a previous process were first sent longer ago than spool.resendWithinMs (23 h by default) with no known outcome; they are not resent, as Stripe may no longer deduplicate them: reconcile them with Stripe by identifier`,
+      `${deliveries.length} meter event(s) ${when} with no known outcome; they are not resent, as Stripe may no longer deduplicate them: reconcile them with Stripe by identifier`,
     );
   }
 }

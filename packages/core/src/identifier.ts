@@ -17,12 +17,33 @@ export function generateIdentifier(): string {
  * that the same parts always give the same identifier and different parts never collide in practice.
  */
 export function deriveIdentifier(...parts: readonly string[]): string {
+  return `mtr_d_${digestOf(parts)}`;
+}
+
+/**
+ * Starts the identifier of every fold of pre-aggregated events: a fold handed back through
+ * `onError` or `onDrop` and reported again is sent as it is, never folded into a new one (whose new
+ * identifier Stripe could not tell from the first, so the usage would be billed twice).
+ */
+const FOLD_PREFIX = 'mtr_fold_';
+
+/** The identifier of one fold, derived from its parts like `deriveIdentifier()`'s. */
+export function deriveFoldIdentifier(...parts: readonly string[]): string {
+  return FOLD_PREFIX + digestOf(parts);
+}
+
+/** Whether `identifier` names a fold (`deriveFoldIdentifier()`): an event already aggregated. */
+export function isFoldIdentifier(identifier: unknown): boolean {
+  return typeof identifier === 'string' && identifier.startsWith(FOLD_PREFIX);
+}
+
+function digestOf(parts: readonly string[]): string {
   const hash = createHash('sha256');
   for (const part of parts) {
     // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
     hash.update(`${part.length}:${part}`);
   }
-  return `mtr_d_${hash.digest('base64url')}`;
+  return hash.digest('base64url');
 }
 
 /** A fresh idempotency key for one logical request (kept across its retries). */

@@ -9,7 +9,7 @@ import { unwatchExit, watchExit } from './delivery/exit-hook';
 import { Hooks } from './delivery/hooks';
 import { isKeyRefused, isRetriable } from './delivery/retry';
 import { MeterAdapterError, MeterClosedError, MeterConfigError, MeterDeliveryError, MeterError, MeterUnauthorizedError, MeterValidationError } from './errors';
-import { newIdempotencyKey } from './identifier';
+import { isFoldIdentifier, newIdempotencyKey } from './identifier';
 import { Intake } from './intake/intake';
 import { checkEventName, checkIdentifier } from './intake/validate';
 import { defaultLogger } from './logger';
@@ -72,6 +72,12 @@ export class MeterReporter {
   readonly #counters = new Counters();
   readonly #hooks: Hooks;
   readonly #store: DurableEventStore;
+  /**
+   * Whether the store writes rows that outlive the process (a spool, a store of the user's own), decided
+   * once: a spool that is failing for now still commits the rows it holds once it recovers, so it refuses
+   * what its rows cannot carry (an account) all along, not only while it is writing.
+   */
+  readonly #keepsRows: boolean;
   // Only once a meter error webhook is attached (rememberIdentifiers()): otherwise report() pays nothing for it.
   #recent: RecentEvents | undefined;
   readonly #aggregator: Aggregator | undefined;
@@ -93,6 +99,7 @@ export class MeterReporter {
     const memory = { ledgerRetentionMs: this.#config.ledgerRetentionMs };
     // A store given in options is guarded: what it throws goes to onError, never into delivery's turns.
     this.#store = store !== undefined ? new GuardedStore(store, (error) => this.#hooks.error(error)) : spool ? openSpoolOrMemory({ ...spool, onError: (error) => this.#hooks.error(error) }, memory) : new MemoryDurableStore(memory);
+    this.#keepsRows = !(this.#store instanceof MemoryDurableStore);
     this.#delivery = new Delivery({
       config: this.#config,
       store: this.#store,
@@ -142,13 +149,15 @@ export class MeterReporter {
    * enqueued then.
    */
   report(input: MeterEventInput): string {
-    if (input?.account !== undefined && this.#store.durable) {
+    if (input?.account !== undefined && this.#keepsRows) {
       // The spool's rows have no account yet: an event resent after a restart would bill the platform.
       this.#counters.rejected += 1;
       throw new MeterValidationError('ERR_METER_INVALID_ACCOUNT', 'account', 'is not supported with a spool or a store of your own yet (its rows keep no account); use the memory store for connected accounts');
     }
     const aggregator = this.#aggregator;
-    const identifier = aggregator !== undefined && aggregator.takes(input?.eventName) ? this.#fold(aggregator, input) : this.#intake.report(input);
+    // A fold reported again (from onError or onDrop) already carries its events' sum: sent as it is.
+    const identifier =
+      aggregator !== undefined && aggregator.takes(input?.eventName) && !isFoldIdentifier(input?.identifier) ? this.#fold(aggregator, input) : this.#intake.report(input);
     // Stripe's error reports name only identifiers; remembering who they billed lets the webhook say which customer.
     this.#recent?.remember(identifier, input.eventName, input.customerId);
     if (this.#config.waitUntil !== undefined) this.#handToWaitUntil(this.#config.waitUntil);

@@ -131,6 +131,20 @@ describe('aggregate', () => {
     expect(reporter.stats().retries).toBeGreaterThan(0);
   });
 
+  it('sends a fold reported again (a dead letter from onError or onDrop) as it is, never folded anew: Stripe takes its identifier once', async () => {
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    const fold = reporter.report({ eventName: 'api_requests', customerId: 'cus_dead', value: 5 });
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_dead', value: 2 });
+    await reporter.flush();
+    const [sent] = stripe.fake.events();
+    expect(sent).toMatchObject({ identifier: fold, value: '7' });
+    // What a user keeps of a fold whose request timed out after Stripe took it, reported again within 24 h.
+    expect(reporter.report({ eventName: 'api_requests', customerId: 'cus_dead', value: 7, identifier: fold, timestamp: sent!.timestamp })).toBe(fold);
+    await reporter.flush();
+    expect(stripe.fake.totals()).toEqual({ cus_dead: { api_requests: 7 } });
+    expect(stripe.fake.stats()).toMatchObject({ acceptedEvents: 1, duplicateEvents: 1 });
+  });
+
   it('refuses a meter declared with a formula other than sum, naming it', () => {
     expect(() => new MeterReporter({ apiKey: 'sk_test_x', aggregate: { windowMs: 1000, meters: { seats: 'last' as 'sum' } } })).toThrow(
       expect.objectContaining({ code: 'ERR_METER_INVALID_OPTION', option: 'aggregate.meters.seats' }),

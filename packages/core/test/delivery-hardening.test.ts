@@ -250,3 +250,49 @@ describe('secrets in util.inspect', () => {
     expect(JSON.parse(views[5]!)).toMatchObject({ mode: 'stream', closed: false, stats: { delivered: 1 } });
   });
 });
+
+describe('a retry where Stripe may no longer deduplicate', () => {
+  it('is not sent: events whose request may have landed 23 h ago go to onError as uncertain, not sent again', async () => {
+    let offset = 0;
+    const realNow = Date.now.bind(Date);
+    jest.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    try {
+      const agent = new MockAgent();
+      agent.disableNetConnect();
+      agent
+        .get('https://api.stripe.com')
+        .intercept({ path: '/v2/billing/meter_event_session', method: 'POST' })
+        .reply(200, () => ({ authentication_token: 'ek_test_windowtoken12345', expires_at: new Date(Date.now() + 900_000).toISOString() }))
+        .persist();
+      let sent = 0;
+      agent
+        .get('https://meter-events.stripe.com')
+        .intercept({ path: '/v2/billing/meter_event_stream', method: 'POST' })
+        .reply<object>(() => {
+          sent += 1;
+          // Stripe may have taken it; the answer, a 500, comes back as if 23 h had passed meanwhile.
+          offset += 23 * 3_600_000;
+          return { statusCode: 500, data: { error: { type: 'api_error', message: 'boom' } } };
+        })
+        .persist();
+      const errors: { code: string; ids: string[] }[] = [];
+      const reporter = new MeterReporter({
+        apiKey: 'sk_test_window',
+        dispatcher: agent,
+        flushIntervalMs: 60_000,
+        maxRequestsPerSecond: 10_000,
+        // Allowed: a day of retries. The loop still stops where Stripe's duplicate window ends.
+        retry: { initialDelayMs: 1, maxDelayMs: 1, maxElapsedMs: 24 * 3_600_000 },
+        onError: (error, events) => errors.push({ code: error.code, ids: events.map((e) => e.identifier) }),
+      });
+      reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: 'late-1' });
+      await reporter.flush();
+      expect(sent).toBe(1);
+      expect(errors).toEqual([{ code: 'ERR_METER_DELIVERY_UNCERTAIN', ids: ['late-1'] }]);
+      expect(reporter.stats()).toMatchObject({ failed: 1, pending: 0, delivered: 0 });
+      await reporter.close();
+    } finally {
+      jest.restoreAllMocks();
+    }
+  });
+});

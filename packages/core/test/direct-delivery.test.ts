@@ -99,3 +99,25 @@ it.each([
   expectInvariant(reporter.stats());
   await reporter.close();
 });
+
+it('keeps at most maxQueueSize events while one customer and meter waits for its request (drop-oldest)', async () => {
+  // The first request is held at the fake: every later event of the same pair waits for it, outside the store.
+  const held = fake.faults.hold({ endpoint: 'meter_events' });
+  const { reporter, recorded } = reporterFor(fake, { mode: 'direct', maxQueueSize: 3, overflow: 'drop-oldest' });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: 'e0' });
+  await held.reached(1);
+  for (let i = 1; i <= 10; i += 1) {
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: `e${i}` });
+    // A turn between reports: each pump moves the new event to the pair's waiting line.
+    await new Promise(setImmediate);
+    expect(reporter.stats().queued).toBeLessThanOrEqual(3);
+  }
+  expectInvariant(reporter.stats());
+  expect(reporter.stats()).toMatchObject({ enqueued: 11, inFlight: 1, queued: 3, dropped: { overflow: 7 } });
+  expect(recorded.drops.flatMap((d) => d.events.map((e) => e.identifier))).toEqual(['e1', 'e2', 'e3', 'e4', 'e5', 'e6', 'e7']);
+  held.release();
+  await reporter.flush();
+  expect(fake.events().map((e) => e.identifier)).toEqual(['e0', 'e8', 'e9', 'e10']);
+  expect(reporter.stats()).toMatchObject({ delivered: 4, pending: 0 });
+  await reporter.close();
+});

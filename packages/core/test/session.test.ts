@@ -107,3 +107,15 @@ it('calls sending only once a session lets the events go: a refused session mark
   await stream.send([event()], 'accepted', signal, noteSending);
   expect(carried).toBe(1);
 });
+
+it('replaces a token the stream refuses without the expiry code, and hands a refusal that outlives fresh sessions to the breaker', async () => {
+  const { stream, created } = transport();
+  // A token Stripe no longer takes, with an error of another kind than temporary_session_expired.
+  fake.faults.fail({ endpoint: 'meter_event_stream', status: 401, type: 'invalid_request_error', code: 'api_key_expired', count: 1 });
+  await stream.send([event()], 'revoked-1', signal, noteSending);
+  expect(created()).toBe(2);
+  expect(fake.events().map((e) => e.identifier)).toEqual([`s${n}`]);
+  // Refused however often the session is renewed: the key's doing, so the reporter's breaker holds the events.
+  fake.faults.fail({ endpoint: 'meter_event_stream', status: 403, type: 'invalid_request_error', count: 3 });
+  await expect(stream.send([event()], 'revoked-2', signal, noteSending)).rejects.toMatchObject({ code: 'ERR_METER_UNAUTHORIZED', status: 403 });
+});

@@ -1,5 +1,5 @@
 // Pre-aggregation for sum meters: events folded per account × customer × meter × dimensions × window into one event.
-import { deriveIdentifier, generateIdentifier } from '../identifier';
+import { deriveFoldIdentifier, generateIdentifier } from '../identifier';
 import { checkEvent } from '../intake/validate-event';
 import { MAX_SIGNIFICANT_DIGITS } from '../intake/validate';
 import { MeterConfigError } from '../errors';
@@ -168,7 +168,7 @@ export class Aggregator {
   private open(key: string, windowStart: number, event: QueuedEvent): Bucket {
     const fold = this.opened;
     this.opened += 1;
-    const identifier = deriveIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(fold));
+    const identifier = deriveFoldIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(fold));
     const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, identifier };
     this.buckets.set(key, bucket);
     this.schedule(windowStart + this.parts.config.windowMs + this.parts.config.graceMs);

@@ -57,6 +57,8 @@ export class Delivery {
   private readonly hooks: Hooks;
   private transport: Transport | undefined;
   private locks: KeyLocks | undefined;
+  /** When a previous process first sent each recovered event it had sent: their retries stop before Stripe's duplicate window does. */
+  private readonly firstAttempts = new WeakMap<QueuedEvent, number>();
   private readonly waiters = new FlushWaiters();
   private readonly flushTimer: NodeJS.Timeout;
 
@@ -112,7 +114,8 @@ export class Delivery {
    * as `MeterUncertainError`, never resent. All of them count as enqueued, so stats() adds up.
    */
   recover(): void {
-    const { resend, expired, uncertain } = this.store.recover(Date.now());
+    const { resend, expired, uncertain, firstAttempts } = this.store.recover(Date.now());
+    if (firstAttempts !== undefined) for (const [event, at] of firstAttempts) this.firstAttempts.set(event, at);
     this.counters.enqueued += resend.length + expired.length;
     if (expired.length > 0) this.drop(expired, 'expired');
     if (uncertain.length > 0) {
@@ -177,6 +180,14 @@ export class Delivery {
 
   // Counted at once (stats() adds up), told to onDrop once per turn: an outage overflowing a full
   // queue drops an event per report() call, and one hook call each was 899,600 calls in one run.
+  /**
+   * The oldest queued event outside the store (direct mode's events waiting for their customer and
+   * meter), taken out for the overflow policy; undefined when none is held.
+   */
+  shiftHeld(): QueuedEvent | undefined {
+    return this.locks?.shiftOldest();
+  }
+
   dropOverflow(event: QueuedEvent, stored: boolean): void {
     this.counters.dropped.overflow += 1;
     // An event never pushed is counted in the ledger as accepted and dropped at once.
@@ -230,6 +241,18 @@ export class Delivery {
       cause,
     );
     this.hooks.error(error, events);
+  }
+
+  /**
+   * Events not sent again because a request that may have reached Stripe carried them too long ago
+   * (a hold at the credential breaker outlasted Stripe's duplicate window): billed or not, nobody knows.
+   */
+  private failUncertain(events: readonly QueuedEvent[], sentAt: number): void {
+    this.counters.failed += events.length;
+    this.store.settle(events, 'uncertain');
+    this.waiters.settle(events);
+    const deliveries = events.map((event) => ({ identifier: event.identifier, firstAttemptAt: sentAt }));
+    this.hooks.error(new MeterUncertainError(deliveries, `were first sent at ${new Date(sentAt).toISOString()}, longer ago than Stripe's duplicate window allows resending`), events);
   }
 
   // ---- scheduling ----
@@ -288,13 +311,18 @@ export class Delivery {
     const idempotencyKey = newIdempotencyKey();
     const startedAt = Date.now();
     let live = batch;
+    let sentAt: number | undefined;
+    for (const event of batch) {
+      const at = this.firstAttempts.get(event);
+      if (at !== undefined && (sentAt === undefined || at < sentAt)) sentAt = at;
+    }
     const outcome = await this.retryLoop.run(async () => {
       live = this.withoutExpired(live);
       if (live.length === 0) return;
       const attempting = live;
       // On disk before the request that carries them can reach Stripe: a later process knows the outcome may be unknown.
       await this.transport!.send(attempting, idempotencyKey, this.abortController.signal, () => this.store.markAttempted(attempting, Date.now()));
-    });
+    }, true, sentAt);
     if (live.length === 0) return;
     if (!outcome.ok && !outcome.aborted && live.length > 1 && refusesWholeBatch(outcome.error)) {
       // Stripe refused the whole request without naming an event (a body over its size limit, one
@@ -316,6 +344,8 @@ export class Delivery {
       this.waiters.settle(live);
     } else if (outcome.aborted) {
       this.keepOrDrop(live);
+    } else if (outcome.stale !== undefined) {
+      this.failUncertain(live, outcome.stale.sentAt);
     } else {
       this.fail(live, outcome.error, outcome.attempts);
     }

@@ -48,6 +48,34 @@ export class KeyLocks {
     this.ready.push(next);
   }
 
+  /**
+   * Removes and returns the oldest event held here (the lowest sequence number among those waiting for
+   * their key, else the first reserved one, whose key then goes to the next of its own): the overflow
+   * policy's `drop-oldest` when the store itself is empty, as it is whenever one busy customer and meter
+   * reports faster than its requests end (every pump moves its events here).
+   */
+  shiftOldest(): QueuedEvent | undefined {
+    let oldestKey: string | undefined;
+    let oldestSeq = Infinity;
+    for (const [key, queue] of this.waiting) {
+      const seq = queue[0]!.seq;
+      if (seq < oldestSeq) {
+        oldestSeq = seq;
+        oldestKey = key;
+      }
+    }
+    if (oldestKey !== undefined) {
+      const queue = this.waiting.get(oldestKey)!;
+      const event = queue.shift()!;
+      if (queue.length === 0) this.waiting.delete(oldestKey);
+      this.waitingCount -= 1;
+      return event;
+    }
+    const reserved = this.ready.shift();
+    if (reserved !== undefined) this.release(reserved);
+    return reserved;
+  }
+
   /** Removes and returns every held event (shutdown). */
   drain(): QueuedEvent[] {
     const events = [...this.ready.splice(0), ...[...this.waiting.values()].flat()];

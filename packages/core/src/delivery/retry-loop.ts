@@ -17,7 +17,19 @@ import { backoffDelay, classifyFailure, retryAfterMs } from './retry';
  */
 const RATE_LIMITED_RETRY_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
 
-export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown; attempts: number; aborted: boolean };
+
+/**
+ * A request is never sent again this long after one that may have reached Stripe: past its 24 h
+ * duplicate window a resend could bill the same events twice. (The spool's `resendWithinMs`, at most
+ * 24 h, sets it for what a previous process sent, when longer.)
+ */
+export const RESEND_LIMIT_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
+
+/**
+ * `stale`: not sent again because its first attempt that may have reached Stripe (`sentAt`) is
+ * `RESEND_LIMIT_MS` old: the events' outcome is unknown.
+ */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown; attempts: number; aborted: boolean; stale?: { sentAt: number } };
 
 export class RetryLoop {
   constructor(
@@ -29,20 +41,31 @@ export class RetryLoop {
     private readonly signal: AbortSignal,
   ) {}
 
+  /** `RESEND_LIMIT_MS`, or the spool's `resendWithinMs` when longer: what a previous process sent is resent as long as the spool allows. */
+  private get resendLimitMs(): number {
+    return Math.max(RESEND_LIMIT_MS, this.config.spool?.resendWithinMs ?? 0);
+  }
+
   /**
    * Runs `attempt` under the retry policy: transient failures are retried for as long as the time
    * budget allows (a count of attempts would turn a short outage into dead letters), only answers
    * retriable by Stripe's say-so count against `maxAttempts`, Retry-After is honoured up to its cap,
    * and a refused key holds the attempt at the credential breaker (`holdOnRefusedKey`) or ends it.
+   * `sentAt`: when what it sends was first attempted by a previous process (the spool's rows), if it was.
+   * Nothing is sent `resendLimitMs` after an attempt that may have reached Stripe, however long a hold lasted.
    */
-  async run<T>(attempt: () => Promise<T>, holdOnRefusedKey = true): Promise<Outcome<T>> {
+  async run<T>(attempt: () => Promise<T>, holdOnRefusedKey = true, sentAt?: number): Promise<Outcome<T>> {
     const { maxAttempts, initialDelayMs, maxDelayMs, maxElapsedMs } = this.config.retry;
     const signal = this.signal;
     let started = Date.now();
     let backoffs = 0;
     let counted = 0;
+    // The first attempt that may have reached Stripe: a previous process's, or the first here that did not fail at the key.
+    let mayHaveLanded = sentAt;
+    let lastError: unknown;
     for (let attempts = 1; ; attempts += 1) {
       let probe = false;
+      let attemptedAt = 0;
       try {
         if (this.breaker.isOpen) {
           probe = await this.breaker.turn(signal);
@@ -50,12 +73,18 @@ export class RetryLoop {
           // far refused, none failed in transit): its time budget starts when it can be sent, not before the hold.
           if (backoffs === 0) started = Date.now();
         }
+        attemptedAt = Date.now();
+        if (mayHaveLanded !== undefined && attemptedAt - mayHaveLanded >= this.resendLimitMs) {
+          return { ok: false, error: lastError, attempts: attempts - 1, aborted: false, stale: { sentAt: mayHaveLanded } };
+        }
         const value = await attempt();
         this.breaker.succeeded();
         return { ok: true, value };
       } catch (error) {
         if (signal.aborted) return { ok: false, error, attempts, aborted: true };
+        lastError = error;
         const kind = classifyFailure(error);
+        if (kind !== 'unauthorized' && attemptedAt !== 0) mayHaveLanded ??= attemptedAt;
         if (kind === 'unauthorized') {
           // onError hears of it once per opening, with no events: they stay queued for when the key works.
           if (this.breaker.refused(probe)) this.hooks.error(error as MeterUnauthorizedError);

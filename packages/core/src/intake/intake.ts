@@ -66,14 +66,16 @@ export class Intake {
   /**
    * drop-oldest: drops queued events, oldest first, until `event` fits under both bounds. False when
    * it cannot (the store's bytes are held by events in flight): the new event is dropped instead.
+   * Queued events are in the store or, in direct mode, held for their customer and meter (the store
+   * is then often empty): both count toward the bound, so both give way.
    */
   private makeRoom(event: QueuedEvent): boolean {
     if (this.delivery.queuedCount() >= this.config.maxQueueSize) {
-      const oldest = this.store.shift();
+      const oldest = this.store.shift() ?? this.delivery.shiftHeld();
       if (oldest !== undefined) this.delivery.dropOverflow(oldest, true);
     }
     while (!this.store.hasRoomFor(event)) {
-      const oldest = this.store.shift();
+      const oldest = this.store.shift() ?? this.delivery.shiftHeld();
       if (oldest === undefined) return false;
       this.delivery.dropOverflow(oldest, true);
     }

@@ -616,15 +616,19 @@ export class SpoolStore extends QueueBackedStore implements DurableEventStore {
     const resend: QueuedEvent[] = [];
     const expired: QueuedEvent[] = [];
     const uncertain: UncertainEvent[] = [];
+    const firstAttempts = new Map<QueuedEvent, number>();
     const attemptedBefore = now - this.config.resendWithinMs;
     const timestampBefore = now - MAX_EVENT_AGE_MS;
     for (const { event, firstAttemptAt } of leftovers) {
       if (firstAttemptAt !== null && firstAttemptAt < attemptedBefore) uncertain.push({ event, firstAttemptAt });
       else if (event.timestamp < timestampBefore) expired.push(event);
-      else resend.push(event);
+      else {
+        resend.push(event);
+        if (firstAttemptAt !== null) firstAttempts.set(event, firstAttemptAt);
+      }
     }
     this.queue.unshift(resend);
-    return { resend, expired, uncertain };
+    return { resend, expired, uncertain, firstAttempts };
   }
 
   /** Commits buffered writes. A failure goes to `onError` once, and the writes are retried every second until one succeeds. */

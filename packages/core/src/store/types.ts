@@ -119,6 +119,11 @@ export interface RecoveredEvents {
   readonly expired: readonly QueuedEvent[];
   /** Events possibly billed already: never queued; settle them as `'uncertain'` once reported. */
   readonly uncertain: readonly UncertainEvent[];
+  /**
+   * When each event of `resend` that a previous process had already sent was first attempted (ms since
+   * the epoch): its retries stop where Stripe may no longer deduplicate it. Optional for a store of your own.
+   */
+  readonly firstAttempts?: ReadonlyMap<QueuedEvent, number>;
 }
 
 /**

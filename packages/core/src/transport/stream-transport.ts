@@ -66,7 +66,12 @@ export class StreamTransport implements Transport {
         await this.#http.post(this.#config.meterEventsOrigin, STREAM_PATH, { bearer: session.token, json, idempotencyKey, signal, context });
         return;
       } catch (error) {
-        if (!isSessionExpired(error) || renewals >= MAX_RENEWALS_PER_SEND) throw error;
+        // A token refused for any reason (expired, or revoked with no code of its own) is replaced; one the
+        // stream still refuses from a fresh session is the key's doing: the breaker holds the events
+        // (MeterUnauthorizedError) instead of handing them to onError as refused.
+        const refused = isKeyRefused(error);
+        if (!refused && !isSessionExpired(error)) throw error;
+        if (renewals >= MAX_RENEWALS_PER_SEND) throw refused ? new MeterUnauthorizedError(error.status, error) : error;
         this.invalidate(context, session);
       }
     }

@@ -9,7 +9,7 @@ import { SpoolStore } from '../../src/store/spool-store';
 import { MemoryDurableStore } from '../../src/store/memory-store';
 import { MAX_EVENT_AGE_MS } from '../../src/intake/validate';
 import { closeReporters, expectedTotals, reporterFor, totalsFor, until } from '../helpers';
-import { tempDir } from '../spool/helpers';
+import { failWrites, tempDir } from '../spool/helpers';
 
 jest.setTimeout(30_000);
 const HOUR = 3_600_000;
@@ -249,5 +249,26 @@ describe('the spool and store options', () => {
     await reporter.close();
     expect(close).toHaveBeenCalledTimes(1);
     expect(store.ledger({ from: 0, to: Date.now() + HOUR })).toEqual([expect.objectContaining({ customerId: 'cus_s', delivered: { count: 1, value: '1' } })]);
+  });
+});
+
+describe('connected accounts over a spool', () => {
+  it('refuses an event for an account while the spool writes and while its writes fail: the rows it commits later carry no account', async () => {
+    const open = jest.spyOn(SpoolStore, 'open');
+    const { reporter, recorded } = spooled(path.join(tempDir(), 'meter.spool'));
+    const store = open.mock.results[0]!.value as SpoolStore;
+    open.mockRestore();
+    const account = { eventName: 'api_requests', customerId: 'cus_acct', account: 'acct_1A' };
+    expect(() => reporter.report(account)).toThrow(expect.objectContaining({ code: 'ERR_METER_INVALID_ACCOUNT', field: 'account' }));
+    // The disk fails: the spool keeps its rows in memory and commits them once it can write again.
+    const disk = failWrites(store);
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_plain' });
+    await until(() => !store.durable, 'the spool to fail');
+    expect(() => reporter.report(account)).toThrow(expect.objectContaining({ code: 'ERR_METER_INVALID_ACCOUNT', field: 'account' }));
+    disk.heal();
+    await reporter.flush();
+    expect(fake.events().map((e) => [e.customer, e.account])).toEqual([['cus_plain', undefined]]);
+    expect(reporter.stats()).toMatchObject({ rejected: 2, delivered: 1 });
+    expect(recorded.errors.map((e) => (e.error as { code?: string }).code)).toContain('ERR_METER_SPOOL_IO');
   });
 });

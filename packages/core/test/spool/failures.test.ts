@@ -5,7 +5,7 @@ import path from 'node:path';
 import { MeterSpoolError } from '../../src/errors';
 import { MemoryDurableStore } from '../../src/store/memory-store';
 import { SpoolStore, openSpoolOrMemory } from '../../src/store/spool-store';
-import { NOW, event, runsAsRoot, startChild, tempDir } from './helpers';
+import { NOW, event, failWrites, runsAsRoot, startChild, tempDir } from './helpers';
 
 jest.setTimeout(60_000);
 
@@ -159,13 +159,8 @@ describe('a transient write failure', () => {
   it('holds no slot for events delivered while writes fail, and still writes the rest with their own ids', () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate'] });
     const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool'), durability: 'turn', onError: () => undefined });
-    const internals = store as unknown as { writeAll: () => void; pendingRows: unknown[] };
-    const write = internals.writeAll;
-    let failing = true;
-    internals.writeAll = () => {
-      if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
-      write();
-    };
+    const internals = store as unknown as { pendingRows: unknown[] };
+    const disk = failWrites(store);
     const events = Array.from({ length: 1000 }, (_, i) => event(i));
     for (const e of events) store.push(e);
     store.commit();
@@ -176,7 +171,7 @@ describe('a transient write failure', () => {
     // Settled behind events still held: their slots keep the ids of the later pushes in place until the commit.
     store.settle(events.slice(900), 'delivered');
     expect(internals.pendingRows).toHaveLength(400);
-    failing = false;
+    disk.heal();
     jest.advanceTimersByTime(1000);
     expect(store.durable).toBe(true);
     store.close();
@@ -197,17 +192,11 @@ describe('a transient write failure', () => {
   it('keeps the attempt marks made while writes failed: the rows reach the disk with them', () => {
     jest.useFakeTimers({ doNotFake: ['setImmediate'] });
     const store = SpoolStore.open({ path: path.join(tempDir(), 'meter.spool') });
-    const internals = store as unknown as { writeAll: () => void };
-    const write = internals.writeAll;
-    let failing = true;
-    internals.writeAll = () => {
-      if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
-      write();
-    };
+    const disk = failWrites(store);
     const events = [event(0), event(1), event(2)];
     for (const e of events) store.push(e);
     store.markAttempted(store.take(2), NOW - 5_000);
-    failing = false;
+    disk.heal();
     jest.advanceTimersByTime(1000);
     expect(store.durable).toBe(true);
     store.close();

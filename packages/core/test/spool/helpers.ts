@@ -6,6 +6,25 @@ import path from 'node:path';
 import type { QueuedEvent } from '../../src/store/queue';
 
 const REPO_ROOT = path.resolve(__dirname, '../../../..');
+
+/**
+ * Makes `store`'s commits fail as a disk I/O error does (SQLITE_IOERR) until `heal()`: the spool then
+ * keeps its rows in memory and retries its writes every second.
+ */
+export function failWrites(store: object): { heal: () => void } {
+  const internals = store as { writeAll: () => void };
+  const write = internals.writeAll;
+  let failing = true;
+  internals.writeAll = () => {
+    if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+    write();
+  };
+  return {
+    heal: () => {
+      failing = false;
+    },
+  };
+}
 const dirs: string[] = [];
 
 /** A fresh directory, removed after the suite. */
