@@ -227,9 +227,10 @@ export class MeterUsageInterceptor implements NestInterceptor {
       }
       const response = context.getArgByIndex<object>(1);
       const rawResponse = nodeResponse(response);
-      // Tracked from now, as the interceptor's requests are: flush() and shutdown wait for a request
-      // still running. The record is its own in-flight entry and what the response's end is called with.
-      const guarded = this.inFlight.add<GuardedRequest>({
+      // Tracked once its end is watched, as the interceptor's requests are: flush() and shutdown wait for a
+      // request still running (a watch that threw would leave an entry nothing ends, and flush() waiting for
+      // ever). The record is its own in-flight entry and what the response's end is called with.
+      const guarded: GuardedRequest = {
         context,
         route,
         request,
@@ -240,9 +241,9 @@ export class MeterUsageInterceptor implements NestInterceptor {
         passed: !recordsPasses,
         arrivedAt: Date.now(),
         waiters: undefined,
-      });
+      };
       whenResponseDone(rawResponse, this.guardedResponseDone, guarded);
-      return guarded;
+      return this.inFlight.add(guarded);
     } catch (error) {
       this.logger.error(`Could not watch a request to ${context.getClass().name}.${context.getHandler().name}: ${error instanceof Error ? error.message : String(error)}`);
       return undefined;
