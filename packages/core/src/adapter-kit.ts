@@ -101,10 +101,10 @@ class StepError extends Error {
  * Failures carry the step's name to the message. The request is passed in rather than captured
  * in a closure: one allocation fewer per answer.
  */
-function ask<TRequest, T>(name: Step, timeoutMs: number, adapter: RequestMeteringAdapter<TRequest>, answer: (request: TRequest) => T | Promise<T>, request: TRequest): T | Promise<T> {
+function ask<TRequest, T>(name: Step, timeoutMs: number, thisArg: unknown, answer: (request: TRequest) => T | Promise<T>, request: TRequest): T | Promise<T> {
   let result: T | Promise<T>;
   try {
-    result = answer.call(adapter, request);
+    result = answer.call(thisArg, request);
   } catch (error) {
     throw new StepError(name, error);
   }
@@ -254,7 +254,9 @@ function* meteringSteps<TRequest>(adapter: RequestMeteringAdapter<TRequest>, req
   try {
     // Read at once, before anything async: a handler's setRequestUsage() made before the response
     // ended counts, one made later does not (so usage() may hand over the request's own state).
-    const { skip, events, eventName: eventNameSet, value: valueSet } = adapter.usage(request);
+    const usage = adapter.usage(request);
+    const { skip, handedOver } = usage;
+    let { events, eventName: eventNameSet, value: valueSet } = usage;
     if (skip === true) return 'skippedRoute';
     if (ending === 'notStarted' && !adapter.billAborted) return 'aborted';
     // eslint-disable-next-line @typescript-eslint/unbound-method -- ask() calls it with the adapter as `this`
@@ -281,6 +283,14 @@ function* meteringSteps<TRequest>(adapter: RequestMeteringAdapter<TRequest>, req
     const header = adapter.idempotencyKeyHeader;
     const keyHeader = header === undefined ? undefined : adapter.headers(request)[header];
     const idempotency = typeof keyHeader === 'string' && keyHeader.length > 0 ? { key: keyHeader, operation: adapter.operation(request) } : undefined;
+
+    // Another adapter's route, metered here (it claimed the request first): what it handed over, unless the handler set usage.
+    if (handedOver !== undefined && events === undefined && eventNameSet === undefined && valueSet === undefined) {
+      let given: unknown = ask('value resolver', timeoutMs, usage, handedOver, request);
+      if (isThenable(given)) given = yield given;
+      if (Array.isArray(given)) events = given as readonly RequestUsageEvent[];
+      else if (typeof given === 'object' && given !== null) ({ eventName: eventNameSet, value: valueSet } = given as { eventName?: string; value?: MeterValue });
+    }
 
     let several: unknown = events ?? (adapter.events === undefined ? undefined : ask('value resolver', timeoutMs, adapter, adapter.events, request));
     if (isThenable(several)) several = yield several;

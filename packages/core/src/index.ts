@@ -38,6 +38,7 @@ export {
   claimRequest,
   releaseClaim,
   setRequestUsage,
+  handOverRequestUsage,
   skipRequestMetering,
   getRequestUsage,
   requestUsageOf,
@@ -46,7 +47,7 @@ export {
   identifierFromIdempotencyKey,
   withTimeout,
 } from './request-metering';
-export type { EndableResponse, RequestMeteringState } from './request-metering';
+export type { EndableResponse, HandedOverUsage, RequestMeteringState } from './request-metering';
 export { eventsOfRequest, requestBaseIdentifier } from './request-events';
 export { METRICS_SCOPE } from './metrics/metrics';
 export { MAX_AGGREGATE_WINDOW_MS, DEFAULT_AGGREGATE_GRACE_MS } from './aggregate/options';

@@ -21,7 +21,15 @@ export interface RequestMeteringState {
    * configured event, each with an identifier derived from the request's.
    */
   events?: readonly RequestUsageEvent[];
+  /**
+   * The route's usage as another adapter tells it once the handler has answered (`handOverRequestUsage()`),
+   * asked by the adapter that claimed the request when it bills, unless the handler set usage itself.
+   */
+  handedOver?: () => HandedOverUsage | Promise<HandedOverUsage>;
 }
+
+/** What an adapter that stepped aside hands over: the route's event name and value, or its several events. */
+export type HandedOverUsage = { readonly eventName?: string | undefined; readonly value?: number | bigint | string | undefined } | readonly RequestUsageEvent[];
 
 /**
  * What handlers and routes set on their requests (`setRequestUsage()`, `skipRequestMetering()`),
@@ -112,6 +120,16 @@ export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, '
 // Array.isArray does not narrow a readonly array out of a union.
 function isEventList(usage: unknown): usage is readonly RequestUsageEvent[] {
   return Array.isArray(usage);
+}
+
+/**
+ * For an adapter that found `req` claimed by another (Nest's interceptor beside `@metered/express`):
+ * the route's usage, worked out by `resolve` only when the claiming adapter bills, after the
+ * response (a value read from the handler's result is known only then). Its answers are checked as
+ * a value resolver's are; what the handler sets with `setRequestUsage()` wins.
+ */
+export function handOverRequestUsage(req: object, resolve: () => HandedOverUsage | Promise<HandedOverUsage>): void {
+  stateOf(req).handedOver = resolve;
 }
 
 /** Excludes a request from metering (a health check, an internal route). */

@@ -1,5 +1,5 @@
 // The metering of one request: one meter event per billable request, reported after the response is sent, never failing it.
-import { DEFAULT_VALUE, billsByDefault, claimRequest, endingAtClose, finishedWithin, meterRequest, meterRequestNow, hasRequestUsage, releaseClaim, requestUsageOf, responseEnding, setRequestUsage, skipRequestMetering, whenResponseDone, withTimeout } from '@metered/core';
+import { DEFAULT_VALUE, billsByDefault, claimRequest, endingAtClose, finishedWithin, handOverRequestUsage, meterRequest, meterRequestNow, hasRequestUsage, releaseClaim, requestUsageOf, responseEnding, setRequestUsage, skipRequestMetering, whenResponseDone, withTimeout } from '@metered/core';
 import type { RequestMeteringAdapter, ResponseEnding } from '@metered/core';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { CallHandler, ExecutionContext, NestInterceptor } from '@nestjs/common';
@@ -8,6 +8,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { finalize, tap } from 'rxjs';
 import type { Observable } from 'rxjs';
 import type { RouteMetering } from './meter-usage.decorator';
+import type { ValueResolver } from './types';
 import { forgetPass } from './guard-passes';
 import { InFlight } from './in-flight';
 import type { InFlightEntry } from './in-flight';
@@ -299,8 +300,7 @@ export class MeterUsageInterceptor implements NestInterceptor {
     if (running !== undefined) return this.recorded(next, running);
     if (!claimRequest(rawRequest)) {
       // Someone else (@metered/express, a second MeteringModule) already meters this request.
-      this.handOver(rawRequest, route);
-      return next.handle();
+      return this.handOver(rawRequest, route) ? next.handle() : this.handOverFromResult(rawRequest, route, context, next);
     }
     const rawResponse = nodeResponse(context.getArgByIndex<object>(1));
 
@@ -400,16 +400,43 @@ export class MeterUsageInterceptor implements NestInterceptor {
 
   /**
    * Tells the adapter that claimed the request which meter and value this route bills, when that
-   * can be said up front: a value function runs after the response, too late for it.
+   * can be said up front; false when a value is a function (of the handler's result): see
+   * `handOverFromResult()`.
    */
-  private handOver(rawRequest: IncomingMessage, route: RouteMetering): void {
+  private handOver(rawRequest: IncomingMessage, route: RouteMetering): boolean {
     if (route.meters !== undefined) {
       const known = staticMeters(route.meters);
       if (known !== undefined) setRequestUsage(rawRequest, known);
-      return;
+      return known !== undefined;
     }
-    if (typeof route.value === 'function') return;
+    if (typeof route.value === 'function') return false;
     setRequestUsage(rawRequest, { eventName: route.eventName, value: route.value });
+    return true;
+  }
+
+  /**
+   * The same for a route whose value reads the handler's result: the result is kept as the handler
+   * answers (nothing else runs on the response's path), and the value functions run when the
+   * adapter that claimed the request bills it, after the response, as they would here.
+   */
+  private handOverFromResult(rawRequest: IncomingMessage, route: RouteMetering, context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const handler = { failed: false, result: undefined as unknown };
+    handOverRequestUsage(rawRequest, () => {
+      const result = handler.failed ? undefined : handler.result;
+      if (route.meters !== undefined) return resolveRouteMeters(route.meters, context, result);
+      const value = (route.value as ValueResolver<unknown>)(context, result);
+      return Promise.resolve(value).then((v) => ({ eventName: route.eventName, value: v }));
+    });
+    return next.handle().pipe(
+      tap({
+        next: (result: unknown) => {
+          handler.result = result;
+        },
+        error: () => {
+          handler.failed = true;
+        },
+      }),
+    );
   }
 
   /**

@@ -342,7 +342,7 @@ describe('MeterUsageInterceptor', () => {
     expect(reporter.reported).toHaveLength(1);
   });
 
-  it('hands a claimed request its static meter and value, and any route its @SkipMetering()', async () => {
+  it('hands a claimed request its static meter and value, a value read from the result to work out later, and any route its @SkipMetering()', async () => {
     const interceptor = interceptorWith();
     const [staticRoute, computedRoute, skippedRoute] = [exchange(), exchange(), exchange()];
     for (const ex of [staticRoute, computedRoute]) claimRequest(ex.rawRequest);
@@ -350,8 +350,10 @@ describe('MeterUsageInterceptor', () => {
     await run(interceptor, MeteredController, 'fromResult', of({ tokens: 3 }), computedRoute);
     await run(interceptor, MeteredController, 'skipped', of(1), skippedRoute);
     expect(getRequestUsage(staticRoute.rawRequest)).toEqual({ claimed: true, eventName: 'method_event', value: 5 });
-    // A value function runs after the response: too late for the adapter that claimed the request.
-    expect(getRequestUsage(computedRoute.rawRequest)).toEqual({ claimed: true });
+    // A value function of the result: handed over to run when the adapter that claimed the request bills.
+    const { handedOver, ...rest } = getRequestUsage(computedRoute.rawRequest);
+    expect(rest).toEqual({ claimed: true });
+    expect(await handedOver!()).toEqual({ eventName: undefined, value: 3 });
     expect(getRequestUsage(skippedRoute.rawRequest)).toEqual({ skip: true });
     expect(reporter.reported).toEqual([]);
   });

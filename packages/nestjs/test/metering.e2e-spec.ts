@@ -568,6 +568,27 @@ describe.each(PLATFORMS)('on platform-%s', (platform) => {
   });
 
   if (platform === 'express') {
+    it('hands a value read from the handler’s result to @metered/express, which claimed the request first: the route’s meter and value are billed', async () => {
+      const middlewareReporter = new MeterReporter(fakeReporterOptions(fake));
+      const metering = meterUsage({ reporter: middlewareReporter });
+      const app = await startApp({ platform, configure: (nest) => nest.use(metering), metering: MeteringModule.forRoot({ reporter: fakeReporterOptions(fake) }) });
+      try {
+        const server = app.getHttpServer();
+        await request(server).post('/ai/complete').set('x-api-key', 'key_alice').send({ prompt: 'seven!!' }).expect(201);
+        await request(server).get('/ai/async-value').set('x-api-key', 'key_bob').expect(200);
+        await settle(app);
+        await metering.flush();
+        expect(billed().sort()).toEqual([
+          ['cus_alice', 'tokens', '7'],
+          ['cus_bob', 'async_units', '5'],
+        ]);
+        expect(metering.stats()).toMatchObject({ metered: 2 });
+      } finally {
+        await app.close();
+        await middlewareReporter.close();
+      }
+    });
+
     it('bills each request once next to @metered/express, which then honours @SkipMetering() and static meters', async () => {
       const middlewareReporter = new MeterReporter(fakeReporterOptions(fake));
       const metering = meterUsage({ reporter: middlewareReporter });

@@ -134,7 +134,7 @@ describe.each(PLATFORMS)('several meters per request on platform-%s', (platform)
   });
 
   if (platform === 'express') {
-    it('bills each static meter once next to @metered/express, which claimed the request first (a double mount)', async () => {
+    it('bills each meter once next to @metered/express, which claimed the request first (a double mount): static values, and values read from the result', async () => {
       const errors: MeterError[] = [];
       const middlewareReporter = new MeterReporter({ ...fakeReporterOptions(fake), onError: (error) => errors.push(error) });
       const metering = meterUsage({ reporter: middlewareReporter });
@@ -144,11 +144,13 @@ describe.each(PLATFORMS)('several meters per request on platform-%s', (platform)
       });
       try {
         await request(app.getHttpServer()).post('/llm/static').set('x-api-key', 'key_alice').expect(201);
+        // Values read from the handler's result: handed over too, worked out when the middleware bills.
+        await request(app.getHttpServer()).post('/llm/chat').set('x-api-key', 'key_bob').send({ input: 12, output: 4 }).expect(201);
         await settle(app);
         await metering.flush();
-        expect(fake.totals()).toEqual({ cus_alice: { llm_requests: 1, input_tokens: 7 } });
+        expect(fake.totals()).toEqual({ cus_alice: { llm_requests: 1, input_tokens: 7 }, cus_bob: { input_tokens: 12, output_tokens: 4, llm_requests: 1 } });
         expect(fake.events().find((event) => event.eventName === 'input_tokens')?.payload).toMatchObject({ model: 'small' });
-        expect(metering.stats()).toMatchObject({ metered: 1, skipped: { duplicate: 1 } });
+        expect(metering.stats()).toMatchObject({ metered: 2, skipped: { duplicate: 2 } });
         expect(errors).toEqual([]);
       } finally {
         await app.close();
