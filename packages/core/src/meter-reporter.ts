@@ -336,9 +336,12 @@ export class MeterReporter {
     }
   }
 
-  /** GETs a Stripe API path with the reporter's key, paced with its requests (the meter error webhook fetches thin events with it). */
-  readStripe(pathAndQuery: string): Promise<unknown> {
-    return this.#http.get(this.#config.apiOrigin, pathAndQuery, { bearer: this.#config.apiKey, signal: this.#delivery.signal });
+  /**
+   * GETs a Stripe API path with the reporter's key, paced with its requests (the meter error webhook fetches thin
+   * events with it); `context`, a connected account's (`Stripe-Context`), for what belongs to that account.
+   */
+  readStripe(pathAndQuery: string, context?: string): Promise<unknown> {
+    return this.#http.get(this.#config.apiOrigin, pathAndQuery, { bearer: this.#config.apiKey, signal: this.#delivery.signal, context });
   }
 
   /**

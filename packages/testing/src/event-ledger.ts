@@ -145,8 +145,9 @@ export class EventLedger {
     this.rejectedEvents.push(record);
   }
 
-  rejectFromViolation(v: RuleViolation, event: Readonly<Record<string, unknown>>, eventName: string, identifier: string, receivedAt: number): RejectedEventRecord {
+  rejectFromViolation(v: RuleViolation, event: Readonly<Record<string, unknown>>, eventName: string, identifier: string, receivedAt: number, account?: string): RejectedEventRecord {
     const record: RejectedEventRecord = Object.freeze({
+      ...(account === undefined ? {} : { account }),
       code: v.asyncCode,
       syncCode: v.syncCode,
       report: v.asyncCode === 'no_meter' ? 'v1.billing.meter.no_meter_found' : 'v1.billing.meter.error_report_triggered',

@@ -567,7 +567,7 @@ class FakeStripeServer implements FakeStripe {
         meterViolation(meter, event.event_name) ??
         (customer === undefined ? noCustomer(meter!) : (valueOrTimeViolation(meter!, event, now) ?? unknownCustomer(this.config.customers, customer)));
       if (violation !== null) {
-        const record = this.ledger.rejectFromViolation(violation, event as unknown as Record<string, unknown>, event.event_name, identifier, now);
+        const record = this.ledger.rejectFromViolation(violation, event as unknown as Record<string, unknown>, event.event_name, identifier, now, account);
         this.webhooks.add(record, meter);
         continue;
       }
@@ -638,7 +638,7 @@ class FakeStripeServer implements FakeStripe {
   /** `GET /v2/core/events/{id}`: the full event (with `data`) of a thin event the destination was sent. */
   private retrieveEvent(ex: Exchange): Answer {
     const id = decodeURIComponent(EVENT_PATH.exec(ex.path)?.[1] ?? '');
-    const event = this.webhooks.event(id);
+    const event = this.webhooks.event(id, ex.context);
     return event === undefined ? noSuch('event', id) : { status: 200, body: event };
   }
 

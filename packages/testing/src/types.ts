@@ -302,6 +302,8 @@ export interface RejectedEventRecord {
   readonly identifier: string;
   readonly event: Readonly<Record<string, unknown>>;
   readonly receivedAt: number;
+  /** The connected account (`Stripe-Context`) it was sent under; absent for the platform's own. */
+  readonly account?: string;
 }
 
 /** A meter event adjustment the fake received, and what it did. */

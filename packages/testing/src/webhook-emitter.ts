@@ -11,6 +11,8 @@ export const SAMPLE_ERRORS_PER_CODE = 5;
 
 interface PendingReport {
   readonly type: RejectedEventRecord['report'];
+  /** The connected account whose events it reports (their `Stripe-Context`), or undefined for the platform's. */
+  readonly account: string | undefined;
   readonly meter: FakeMeter | undefined;
   readonly opened: number;
   readonly records: RejectedEventRecord[];
@@ -54,12 +56,16 @@ export class WebhookEmitter implements FakeWebhooks {
     this.config.url = url;
   }
 
-  /** Files a rejection under its report: one per meter for error reports, one for every event naming no meter. */
+  /**
+   * Files a rejection under its report: one per account and meter for error reports, one per account for
+   * every event naming no meter. A connected account's report carries its id as the event's `context`.
+   */
   add(record: RejectedEventRecord, meter: FakeMeter | undefined): void {
-    const key = record.report === 'v1.billing.meter.no_meter_found' ? 'no_meter' : `meter:${meter?.id ?? ''}`;
+    const account = record.account;
+    const key = `${account ?? ''}\u0000${record.report === 'v1.billing.meter.no_meter_found' ? 'no_meter' : `meter:${meter?.id ?? ''}`}`;
     let report = this.pending.get(key);
     if (report === undefined) {
-      report = { type: record.report, meter: record.report === 'v1.billing.meter.no_meter_found' ? undefined : meter, opened: this.config.now(), records: [] };
+      report = { type: record.report, account, meter: record.report === 'v1.billing.meter.no_meter_found' ? undefined : meter, opened: this.config.now(), records: [] };
       this.pending.set(key, report);
     }
     report.records.push(record);
@@ -90,9 +96,13 @@ export class WebhookEmitter implements FakeWebhooks {
     return new Promise((resolve) => this.waiters.push({ count, resolve }));
   }
 
-  /** The full event for `GET /v2/core/events/{id}`. */
-  event(id: string): StoredEvent | undefined {
-    return this.stored.get(id);
+  /**
+   * The full event for `GET /v2/core/events/{id}`, asked under `context` (the request's `Stripe-Context`):
+   * a connected account's event is found only under its own context, the platform's only without one.
+   */
+  event(id: string, context?: string): StoredEvent | undefined {
+    const event = this.stored.get(id);
+    return event !== undefined && event.context === (context ?? null) ? event : undefined;
   }
 
   clear(): void {
@@ -124,7 +134,7 @@ export class WebhookEmitter implements FakeWebhooks {
       id: randomId(this.config.livemode ? 'evt_' : 'evt_test_', 48),
       object: 'v2.core.event',
       type: report.type,
-      context: null,
+      context: report.account ?? null,
       created: iso(now),
       livemode: this.config.livemode,
       reason: null,

@@ -243,8 +243,9 @@ export class StripeHttp {
   }
 
   /** GETs a path (with its query string) under the same deadline, body cap and error mapping as `post()`. */
-  async get(origin: string, path: string, options: Pick<PostOptions, 'bearer' | 'signal'>): Promise<unknown> {
-    const headers = { 'stripe-version': this.config.stripeVersion, 'user-agent': USER_AGENT, authorization: `Bearer ${options.bearer}` };
+  async get(origin: string, path: string, options: Pick<PostOptions, 'bearer' | 'signal' | 'context'>): Promise<unknown> {
+    const headers: Record<string, string> = { 'stripe-version': this.config.stripeVersion, 'user-agent': USER_AGENT, authorization: `Bearer ${options.bearer}` };
+    if (options.context !== undefined) headers['stripe-context'] = options.context;
     return this.exchange('GET', origin, path, headers, undefined, options.signal);
   }
 

@@ -26,6 +26,8 @@ export interface ThinEvent {
   readonly object: 'v2.core.event';
   readonly type: string;
   readonly related_object?: { readonly id?: string; readonly type?: string; readonly url?: string } | null;
+  /** The account the event belongs to (a connected account's id), which fetching it or its related object needs as `Stripe-Context`. */
+  readonly context?: string | null;
   readonly data?: { readonly reason?: { readonly error_types?: readonly ErrorType[] } } | null;
 }
 
@@ -45,17 +47,24 @@ export interface MappingContext {
 
 const METER_NAME_CACHE_MAX = 1000;
 
+/** The connected account a v2 event belongs to, undefined for the platform's own. */
+function contextOf(event: ThinEvent): string | undefined {
+  return typeof event.context === 'string' && event.context !== '' ? event.context : undefined;
+}
+
 async function meterEventName(event: ThinEvent, context: MappingContext): Promise<string | undefined> {
   const related = event.related_object;
   if (related?.type !== 'billing.meter' || typeof related.id !== 'string') return undefined;
-  const cached = context.meterNames.get(related.id);
+  const account = contextOf(event);
+  const key = `${account ?? ''}\u0000${related.id}`;
+  const cached = context.meterNames.get(key);
   if (cached !== undefined) return cached;
   // related_object.url is a path on the API host (`/v1/billing/meters/mtr_…`); fall back to building it.
   const path = typeof related.url === 'string' && related.url.startsWith('/v1/billing/meters/') ? related.url : `/v1/billing/meters/${encodeURIComponent(related.id)}`;
-  const meter = (await context.read(path)) as { event_name?: unknown } | undefined;
+  const meter = (await context.read(path, account)) as { event_name?: unknown } | undefined;
   if (typeof meter?.event_name !== 'string') return undefined;
   if (context.meterNames.size >= METER_NAME_CACHE_MAX) context.meterNames.clear();
-  context.meterNames.set(related.id, meter.event_name);
+  context.meterNames.set(key, meter.event_name);
   return meter.event_name;
 }
 
@@ -65,7 +74,7 @@ async function meterEventName(event: ThinEvent, context: MappingContext): Promis
  */
 export async function rejectedEventsOf(notification: ThinEvent, context: MappingContext): Promise<MeterRejectedEventError[]> {
   if (!METER_ERROR_EVENT_TYPES.includes(notification.type)) return [];
-  const event = notification.data == null ? ((await context.read(`/v2/core/events/${encodeURIComponent(notification.id)}`)) as ThinEvent) : notification;
+  const event = notification.data == null ? ((await context.read(`/v2/core/events/${encodeURIComponent(notification.id)}`, contextOf(notification))) as ThinEvent) : notification;
   const meterName = await meterEventName(event, context);
   const errors: MeterRejectedEventError[] = [];
   for (const type of event.data?.reason?.error_types ?? []) {

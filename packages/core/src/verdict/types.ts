@@ -5,7 +5,7 @@ import type { LedgerQuery, LedgerRow } from '../store/types';
 import type { MeterRejectedEventError } from './errors';
 
 /** GETs a Stripe API path (with its query string) using a secret key; resolves with the parsed JSON, throws `StripeApiError`. */
-export type StripeReader = (pathAndQuery: string) => Promise<unknown>;
+export type StripeReader = (pathAndQuery: string, context?: string) => Promise<unknown>;
 
 /** Where a standalone verdict call reaches Stripe. */
 export interface StripeConnection {
@@ -88,7 +88,7 @@ export interface RecentEvent {
 
 /** What the webhook handler needs of a reporter: a way to read Stripe, the recent identifiers, and `onError`. */
 export interface VerdictReporter {
-  readStripe(pathAndQuery: string): Promise<unknown>;
+  readStripe(pathAndQuery: string, context?: string): Promise<unknown>;
   lookupIdentifier(identifier: string): RecentEvent | undefined;
   /** Starts remembering identifiers for `lookupIdentifier` (a reporter keeps none until asked). */
   rememberIdentifiers?(): void;

@@ -49,7 +49,7 @@ export function createMeterErrorWebhook(options: MeterErrorWebhookOptions): Mete
   if (typeof now !== 'function') throw new MeterConfigError('now', 'must be a function returning epoch milliseconds');
   reporter.rememberIdentifiers?.();
   const context: MappingContext = {
-    read: (path) => reporter.readStripe(path),
+    read: (path, account) => reporter.readStripe(path, account),
     lookup: (identifier) => reporter.lookupIdentifier(identifier),
     meterNames: new Map(),
   };

@@ -107,6 +107,27 @@ describe('the meter error webhook', () => {
     expect(paths.some((p) => p.startsWith('GET /v1/billing/meters/'))).toBe(true);
   });
 
+  it('reads a connected account’s meter error event under its context (Stripe-Context), and its report stays apart from the platform’s', async () => {
+    fake = await startFakeStripe({ customers: ['cus_real'], webhook: { batchWindowMs: 60_000 } });
+    const url = await startEndpoint();
+    fake.webhooks.setUrl(url);
+    const { reporter, recorded } = reporterFor(fake);
+    webhook = createMeterErrorWebhook({ reporter, secrets: fake.webhooks.secrets });
+    const platform = reporter.report({ eventName: 'api_requests', customerId: 'cus_typo' });
+    const connected = reporter.report({ eventName: 'api_requests', customerId: 'cus_other', account: 'acct_1Conn' });
+    await reporter.flush();
+
+    const deliveries = await fake.webhooks.flush();
+    expect(deliveries.map((d) => `${d.status} ${(JSON.parse(d.body) as { context: string | null }).context ?? 'platform'}`).sort()).toEqual(['200 acct_1Conn', '200 platform']);
+    await Promise.all(processed);
+    const errors = recorded.errors.map((e) => e.error as MeterRejectedEventError);
+    expect(errors.map((e) => `${e.code} ${e.identifier}`).sort()).toEqual([`ERR_METER_EVENT_REJECTED ${platform}`, `ERR_METER_EVENT_REJECTED ${connected}`].sort());
+    // Each event, and its meter, fetched under the context the event names.
+    const reads = fake.requests().filter((r) => r.method === 'GET').map((r) => [r.path.split('/').slice(0, 4).join('/'), r.headers['stripe-context'] ?? 'platform']);
+    expect(reads.filter(([path]) => path === '/v2/core/events').map(([, context]) => context).sort()).toEqual(['acct_1Conn', 'platform']);
+    expect(reads.filter(([path]) => path === '/v1/billing/meters').map(([, context]) => context).sort()).toEqual(['acct_1Conn', 'platform']);
+  });
+
   it('answers 400 and processes nothing for a tampered body, a wrong secret or a stale timestamp', async () => {
     let clockMs = Date.now();
     fake = await startFakeStripe({ customers: [], now: () => clockMs, webhook: { batchWindowMs: 60_000 } });
