@@ -284,12 +284,17 @@ function* meteringSteps<TRequest>(adapter: RequestMeteringAdapter<TRequest>, req
     const keyHeader = header === undefined ? undefined : adapter.headers(request)[header];
     const idempotency = typeof keyHeader === 'string' && keyHeader.length > 0 ? { key: keyHeader, operation: adapter.operation(request) } : undefined;
 
-    // Another adapter's route, metered here (it claimed the request first): what it handed over, unless the handler set usage.
-    if (handedOver !== undefined && events === undefined && eventNameSet === undefined && valueSet === undefined) {
+    // Another adapter's route, metered here (it claimed the request first): what it handed over fills in
+    // what the handler left unset, field by field, as that adapter's own route would have.
+    if (handedOver !== undefined && events === undefined && (eventNameSet === undefined || valueSet === undefined)) {
       let given: unknown = ask('value resolver', timeoutMs, usage, handedOver, request);
       if (isThenable(given)) given = yield given;
       if (Array.isArray(given)) events = given as readonly RequestUsageEvent[];
-      else if (typeof given === 'object' && given !== null) ({ eventName: eventNameSet, value: valueSet } = given as { eventName?: string; value?: MeterValue });
+      else if (typeof given === 'object' && given !== null) {
+        const route = given as { eventName?: string; value?: MeterValue };
+        eventNameSet ??= route.eventName;
+        valueSet ??= route.value;
+      }
     }
 
     let several: unknown = events ?? (adapter.events === undefined ? undefined : ask('value resolver', timeoutMs, adapter, adapter.events, request));

@@ -155,9 +155,10 @@ export class MeterReporter {
       throw new MeterValidationError('ERR_METER_INVALID_ACCOUNT', 'account', 'is not supported with a spool or a store of your own yet (its rows keep no account); use the memory store for connected accounts');
     }
     const aggregator = this.#aggregator;
-    // A fold reported again (from onError or onDrop) already carries its events' sum: sent as it is.
-    const identifier =
-      aggregator !== undefined && aggregator.takes(input?.eventName) && !isFoldIdentifier(input?.identifier) ? this.#fold(aggregator, input) : this.#intake.report(input);
+    // A closed fold reported again (from onError or onDrop) already carries its events' sum: sent as it is.
+    // One still open names usage already in it: the aggregator answers with it and adds nothing.
+    const folds = aggregator !== undefined && aggregator.takes(input?.eventName) && (!isFoldIdentifier(input?.identifier) || aggregator.holds(input.identifier));
+    const identifier = folds ? this.#fold(aggregator, input) : this.#intake.report(input);
     // Stripe's error reports name only identifiers; remembering who they billed lets the webhook say which customer.
     this.#recent?.remember(identifier, input.eventName, input.customerId);
     if (this.#config.waitUntil !== undefined) this.#handToWaitUntil(this.#config.waitUntil);

@@ -105,7 +105,7 @@ export function releaseClaim(req: object, res: EndableResponse): void {
  *   { eventName: 'output_tokens', value: usage.output },
  * ]);
  */
-export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, 'claimed' | 'events'> | readonly RequestUsageEvent[]): void {
+export function setRequestUsage(req: object, usage: Omit<RequestMeteringState, 'claimed' | 'events' | 'handedOver'> | readonly RequestUsageEvent[]): void {
   const state = stateOf(req);
   if (isEventList(usage)) {
     // A copy: the handler may reuse or change its array after the call; each entry is checked by report().

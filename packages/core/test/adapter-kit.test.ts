@@ -45,6 +45,24 @@ afterEach(() => {
 });
 
 describe('meterRequest', () => {
+  it('fills in what the handler left unset from what another adapter handed over, field by field, or takes its several events', async () => {
+    const handedOver = () => ({ eventName: 'route_event', value: 9 });
+    const cases: Array<[object, Partial<MeterEventInput>]> = [
+      [{ handedOver }, { eventName: 'route_event', value: 9 }],
+      [{ handedOver, eventName: 'handler_event' }, { eventName: 'handler_event', value: 9 }],
+      [{ handedOver, value: 4 }, { eventName: 'route_event', value: 4 }],
+      [{ handedOver: () => Promise.resolve({ value: 3 }) }, { eventName: 'api_requests', value: 3 }],
+    ];
+    for (const [usage, expected] of cases) {
+      const { adapter, reported } = adapterWith({ usage: () => usage });
+      await meterRequest(adapter, request(), 1_700_000_000_000, 'completed');
+      expect(reported).toEqual([expect.objectContaining(expected)]);
+    }
+    const several = adapterWith({ usage: () => ({ handedOver: () => [{ eventName: 'in', value: 2 }, { eventName: 'out', value: 5 }] }) });
+    await meterRequest(several.adapter, request(), 1_700_000_000_000, 'completed');
+    expect(several.reported.map((e) => [e.eventName, e.value])).toEqual([['in', 2], ['out', 5]]);
+  });
+
   it('reports one event dated at arrival', async () => {
     const { adapter, reported } = adapterWith();
     await expect(meterRequest(adapter, request(), 1_700_000_000_000, 'completed')).resolves.toBe('metered');

@@ -145,6 +145,17 @@ describe('aggregate', () => {
     expect(stripe.fake.stats()).toMatchObject({ acceptedEvents: 1, duplicateEvents: 1 });
   });
 
+  it('answers a report naming a fold still open with that fold, adding nothing: its usage is already in it', async () => {
+    const { reporter } = reporterFor(stripe.fake, { aggregate: { windowMs: HOUR, meters: { api_requests: 'sum' } } });
+    const fold = reporter.report({ eventName: 'api_requests', customerId: 'cus_open', value: 5 });
+    reporter.report({ eventName: 'api_requests', customerId: 'cus_open', value: 7 });
+    // A caller retrying its report with the identifier report() gave it, before the window closed.
+    expect(reporter.report({ eventName: 'api_requests', customerId: 'cus_open', value: 5, identifier: fold })).toBe(fold);
+    await reporter.flush();
+    expect(stripe.fake.events().map((e) => [e.identifier, e.value])).toEqual([[fold, '12']]);
+    expect(stripe.fake.stats()).toMatchObject({ acceptedEvents: 1, duplicateEvents: 0 });
+  });
+
   it('refuses a meter declared with a formula other than sum, naming it', () => {
     expect(() => new MeterReporter({ apiKey: 'sk_test_x', aggregate: { windowMs: 1000, meters: { seats: 'last' as 'sum' } } })).toThrow(
       expect.objectContaining({ code: 'ERR_METER_INVALID_OPTION', option: 'aggregate.meters.seats' }),

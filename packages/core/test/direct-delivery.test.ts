@@ -121,3 +121,22 @@ it('keeps at most maxQueueSize events while one customer and meter waits for its
   expect(reporter.stats()).toMatchObject({ delivered: 4, pending: 0 });
   await reporter.close();
 });
+
+it('drops the oldest queued events first in direct mode: those held for their customer and meter before the store\'s', async () => {
+  const held = fake.faults.hold({ endpoint: 'meter_events' });
+  const { reporter, recorded } = reporterFor(fake, { mode: 'direct', maxQueueSize: 3, overflow: 'drop-oldest' });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: 'e0' });
+  await held.reached(1);
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: 'e1' });
+  reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: 'e2' });
+  // One turn: the pump moves e1 and e2 to the pair's waiting line. Then a burst within one turn stays in the store.
+  await new Promise(setImmediate);
+  for (let i = 3; i <= 5; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1', identifier: `e${i}` });
+  expect(reporter.stats()).toMatchObject({ queued: 3, dropped: { overflow: 2 } });
+  await new Promise(setImmediate);
+  expect(recorded.drops.flatMap((d) => d.events.map((e) => e.identifier))).toEqual(['e1', 'e2']);
+  held.release();
+  await reporter.flush();
+  expect(fake.events().map((e) => e.identifier)).toEqual(['e0', 'e3', 'e4', 'e5']);
+  await reporter.close();
+});

@@ -58,7 +58,16 @@ describe('the retry loop and Stripe’s duplicate window', () => {
     const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
     // The 500 may have been processed; the key was then refused for 23 h: a third send could bill twice.
     expect(sent).toBe(2);
-    expect(outcome).toMatchObject({ ok: false, aborted: false, stale: { sentAt: expect.any(Number) } });
+    expect(outcome).toMatchObject({ ok: false, aborted: false, stale: { here: expect.any(Number) } });
+  });
+
+  it('still sends after a long hold when Stripe said the earlier attempt was not processed (429)', async () => {
+    const breaker = breakerOf(clock, RESEND_LIMIT_MS);
+    const answers: Error[] = [new StripeApiError(429, 'rate_limit_error', undefined, 'slow down', undefined, undefined, undefined), new MeterUnauthorizedError(401, undefined)];
+    let sent = 0;
+    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    expect(sent).toBe(3);
+    expect(outcome).toEqual({ ok: true, value: undefined });
   });
 
   it('still sends after a long hold when nothing sent before it can have landed (every attempt refused at the key)', async () => {
@@ -78,7 +87,7 @@ describe('the retry loop and Stripe’s duplicate window', () => {
       return Promise.resolve();
     };
     const late = await loopWith(breaker).run(attempt, true, clock.now - RESEND_LIMIT_MS);
-    expect(late).toMatchObject({ ok: false, stale: { sentAt: clock.now - RESEND_LIMIT_MS } });
+    expect(late).toMatchObject({ ok: false, stale: { here: undefined } });
     expect(sent).toBe(0);
     expect(await loopWith(breaker).run(attempt, true, clock.now - RESEND_LIMIT_MS + 1)).toEqual({ ok: true, value: undefined });
     expect(sent).toBe(1);
@@ -88,5 +97,33 @@ describe('the retry loop and Stripe’s duplicate window', () => {
     const breaker = breakerOf(clock, 0);
     const loop = loopWith(breaker, { apiKey: 'sk_test_x', spool: { path: '/tmp/unused.spool', resendWithinMs: 24 * HOUR } });
     expect(await loop.run(() => Promise.resolve(undefined), true, clock.now - 23.5 * HOUR)).toEqual({ ok: true, value: undefined });
+  });
+});
+
+describe('a stale batch at the credential breaker', () => {
+  const clock = { now: Date.parse('2026-12-01T00:00:00Z') };
+  beforeEach(() => {
+    jest.spyOn(Date, 'now').mockImplementation(() => clock.now);
+  });
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  it('hands back the probe it was granted and did not use, so the next request probes the key', async () => {
+    // The breaker grants this batch the probe after holding it 23 h; the batch's first send (a 500) may have landed.
+    const breaker = Object.assign(breakerOf(clock, RESEND_LIMIT_MS), { probeFailed: jest.fn(), succeeded: jest.fn() });
+    breaker.turn = (): Promise<boolean> => {
+      clock.now += RESEND_LIMIT_MS;
+      breaker.isOpen = false;
+      return Promise.resolve(true);
+    };
+    const answers: Error[] = [serverError(), new MeterUnauthorizedError(401, undefined)];
+    let sent = 0;
+    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    expect(outcome).toMatchObject({ ok: false, stale: { here: expect.any(Number) } });
+    expect(sent).toBe(2);
+    // Without this the breaker would wait for the probe's outcome for ever, and no request would go again.
+    expect(breaker.probeFailed).toHaveBeenCalledTimes(1);
+    expect(breaker.succeeded).not.toHaveBeenCalled();
   });
 });

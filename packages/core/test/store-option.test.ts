@@ -95,10 +95,12 @@ it('take() throwing: nothing is handed out, the next flush interval delivers eve
   for (let i = 0; i < 5; i += 1) reporter.report({ eventName: 'api_requests', customerId: 'cus_1' });
   await until(() => reporter.stats().delivered === 5, 'the five events delivered');
   expect(store.calls.get('take')).toBeGreaterThanOrEqual(4);
-  // One try per flush interval, not a loop of empty deliveries spinning through the failures.
+  // One try per flush interval, not a loop of empty deliveries spinning through the failures (those come
+  // within a millisecond). The interval's ticks keep their period, so a tick that ran late under load is
+  // followed by a shorter gap: the bound is well under the 50 ms period (CI saw 39 ms once against 40).
   const gaps = store.failedAt.slice(1).map((at, i) => at - store.failedAt[i]!);
   expect(gaps).toHaveLength(2);
-  for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(40);
+  for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(15);
   expect(stripe.fake.events()).toHaveLength(5);
   expect(storeErrors(recorded).map((e) => e.method)).toEqual(['take']);
   expect(reporter.stats().failed).toBe(0);

@@ -70,6 +70,8 @@ export interface AggregatorParts {
  */
 export class Aggregator {
   private readonly buckets = new Map<string, Bucket>();
+  /** The identifiers of the open buckets: a report naming one is a retry of usage already folded into it. */
+  private readonly openIdentifiers = new Set<string>();
   /**
    * Folds this reporter has opened: each fold's number, part of its identifier. One count for every key
    * rather than one per key and window (a split, a flush mid-window, a late report open another fold of
@@ -101,6 +103,11 @@ export class Aggregator {
     return typeof eventName === 'string' && this.parts.config.meters.has(eventName) && !this.refused.has(eventName);
   }
 
+  /** Whether `identifier` is an open fold's (`report()` returned it): its usage is in the fold, to be sent when it closes. */
+  holds(identifier: unknown): boolean {
+    return typeof identifier === 'string' && this.openIdentifiers.has(identifier);
+  }
+
   /** Buckets open now (each will be one event). */
   get openCount(): number {
     return this.buckets.size;
@@ -113,6 +120,8 @@ export class Aggregator {
     const { windowMs } = this.parts.config;
     const windowStart = Math.floor(event.timestamp / windowMs) * windowMs;
     const key = `${windowStart}\u0000${event.account ?? ''}\u0000${event.customerId}\u0000${event.eventName}\u0000${dimensionsKey(event.dimensions)}`;
+    // A retry naming the open fold its first report went into: that usage is already in it.
+    if (this.openIdentifiers.has(event.identifier)) return event.identifier;
     const given = input.identifier === undefined ? undefined : `${event.account ?? ''}\u0000${event.identifier}`;
     if (given !== undefined) {
       const earlier = this.given.get(given);
@@ -171,12 +180,14 @@ export class Aggregator {
     const identifier = deriveFoldIdentifier('aggregate', this.parts.config.instanceId, this.epoch, String(windowStart), event.account ?? '', event.customerId, event.eventName, dimensionsKey(event.dimensions), String(fold));
     const bucket: Bucket = { key, windowStart, first: event, sum: 0n, earliest: event.timestamp, identifier };
     this.buckets.set(key, bucket);
+    this.openIdentifiers.add(identifier);
     this.schedule(windowStart + this.parts.config.windowMs + this.parts.config.graceMs);
     return bucket;
   }
 
   private close(bucket: Bucket): void {
     this.buckets.delete(bucket.key);
+    this.openIdentifiers.delete(bucket.identifier);
     const { first } = bucket;
     const event: MeterEventInput = {
       eventName: first.eventName,

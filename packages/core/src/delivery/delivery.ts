@@ -247,12 +247,13 @@ export class Delivery {
    * Events not sent again because a request that may have reached Stripe carried them too long ago
    * (a hold at the credential breaker outlasted Stripe's duplicate window): billed or not, nobody knows.
    */
-  private failUncertain(events: readonly QueuedEvent[], sentAt: number): void {
+  private failUncertain(events: readonly QueuedEvent[], here: number | undefined): void {
+    if (events.length === 0) return;
     this.counters.failed += events.length;
     this.store.settle(events, 'uncertain');
     this.waiters.settle(events);
-    const deliveries = events.map((event) => ({ identifier: event.identifier, firstAttemptAt: sentAt }));
-    this.hooks.error(new MeterUncertainError(deliveries, `were first sent at ${new Date(sentAt).toISOString()}, longer ago than Stripe's duplicate window allows resending`), events);
+    const deliveries = events.map((event) => ({ identifier: event.identifier, firstAttemptAt: this.firstAttempts.get(event) ?? here ?? 0 }));
+    this.hooks.error(new MeterUncertainError(deliveries, "were first sent longer ago than Stripe's duplicate window allows resending"), events);
   }
 
   // ---- scheduling ----
@@ -307,11 +308,12 @@ export class Delivery {
 
   // ---- sending ----
 
-  private async deliver(batch: QueuedEvent[]): Promise<void> {
+  /** `sentSince`: when a request of this process that may have reached Stripe first carried these events (a stale batch's remainder). */
+  private async deliver(batch: QueuedEvent[], sentSince?: number): Promise<void> {
     const idempotencyKey = newIdempotencyKey();
     const startedAt = Date.now();
     let live = batch;
-    let sentAt: number | undefined;
+    let sentAt = sentSince;
     for (const event of batch) {
       const at = this.firstAttempts.get(event);
       if (at !== undefined && (sentAt === undefined || at < sentAt)) sentAt = at;
@@ -324,6 +326,19 @@ export class Delivery {
       await this.transport!.send(attempting, idempotencyKey, this.abortController.signal, () => this.store.markAttempted(attempting, Date.now()));
     }, true, sentAt);
     if (live.length === 0) return;
+    if (!outcome.ok && outcome.stale !== undefined) {
+      // Only events whose own first send is too old are uncertain: a batch also carries recovered events
+      // never sent, or sent lately, and events reported since; those go again, with the time this run first sent them.
+      const here = outcome.stale.here ?? sentSince;
+      const tooOld = Date.now() - this.retryLoop.resendLimitMs;
+      const stale: QueuedEvent[] = [];
+      const rest: QueuedEvent[] = [];
+      for (const event of live) ((this.firstAttempts.get(event) ?? here ?? Infinity) <= tooOld ? stale : rest).push(event);
+      this.inFlight -= stale.length;
+      this.failUncertain(stale, here);
+      if (rest.length > 0) await this.deliver(rest, here);
+      return;
+    }
     if (!outcome.ok && !outcome.aborted && live.length > 1 && refusesWholeBatch(outcome.error)) {
       // Stripe refused the whole request without naming an event (a body over its size limit, one
       // malformed event): each half goes again with the same identifiers, under its own
@@ -344,8 +359,6 @@ export class Delivery {
       this.waiters.settle(live);
     } else if (outcome.aborted) {
       this.keepOrDrop(live);
-    } else if (outcome.stale !== undefined) {
-      this.failUncertain(live, outcome.stale.sentAt);
     } else {
       this.fail(live, outcome.error, outcome.attempts);
     }

@@ -49,8 +49,8 @@ export class KeyLocks {
   }
 
   /**
-   * Removes and returns the oldest event held here (the lowest sequence number among those waiting for
-   * their key, else the first reserved one, whose key then goes to the next of its own): the overflow
+   * Removes and returns the oldest event held here (the lowest sequence number among the reserved ones and
+   * the first of each key's waiting line; a reserved one's key then goes to the next of its own): the overflow
    * policy's `drop-oldest` when the store itself is empty, as it is whenever one busy customer and meter
    * reports faster than its requests end (every pump moves its events here).
    */
@@ -64,16 +64,25 @@ export class KeyLocks {
         oldestKey = key;
       }
     }
-    if (oldestKey !== undefined) {
-      const queue = this.waiting.get(oldestKey)!;
-      const event = queue.shift()!;
-      if (queue.length === 0) this.waiting.delete(oldestKey);
-      this.waitingCount -= 1;
-      return event;
+    // A reserved event waited longest for its key: older than any still waiting, unless a lower sequence number says otherwise.
+    let reservedAt = -1;
+    for (let i = 0; i < this.ready.length; i += 1) {
+      if (this.ready[i]!.seq <= oldestSeq) {
+        oldestSeq = this.ready[i]!.seq;
+        reservedAt = i;
+      }
     }
-    const reserved = this.ready.shift();
-    if (reserved !== undefined) this.release(reserved);
-    return reserved;
+    if (reservedAt !== -1) {
+      const [reserved] = this.ready.splice(reservedAt, 1);
+      this.release(reserved!);
+      return reserved;
+    }
+    if (oldestKey === undefined) return undefined;
+    const queue = this.waiting.get(oldestKey)!;
+    const event = queue.shift()!;
+    if (queue.length === 0) this.waiting.delete(oldestKey);
+    this.waitingCount -= 1;
+    return event;
   }
 
   /** Removes and returns every held event (shutdown). */

@@ -26,10 +26,16 @@ const RATE_LIMITED_RETRY_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
 export const RESEND_LIMIT_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
 
 /**
- * `stale`: not sent again because its first attempt that may have reached Stripe (`sentAt`) is
- * `RESEND_LIMIT_MS` old: the events' outcome is unknown.
+ * `stale`: not sent again because an attempt that may have reached Stripe is `RESEND_LIMIT_MS` old.
+ * `here`: this run's first such attempt, which carried every event still in the batch; the `sentAt`
+ * given (a previous process's) concerns only the recovered events that carry it.
  */
-export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown; attempts: number; aborted: boolean; stale?: { sentAt: number } };
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown; attempts: number; aborted: boolean; stale?: { here: number | undefined } };
+
+/** Stripe's answers that say the request was not processed: rate limited, or another call for the same customer and meter in flight. */
+function refusedUnprocessed(error: unknown): boolean {
+  return error instanceof StripeApiError && (error.status === 429 || error.status === 409);
+}
 
 export class RetryLoop {
   constructor(
@@ -42,7 +48,7 @@ export class RetryLoop {
   ) {}
 
   /** `RESEND_LIMIT_MS`, or the spool's `resendWithinMs` when longer: what a previous process sent is resent as long as the spool allows. */
-  private get resendLimitMs(): number {
+  get resendLimitMs(): number {
     return Math.max(RESEND_LIMIT_MS, this.config.spool?.resendWithinMs ?? 0);
   }
 
@@ -60,8 +66,9 @@ export class RetryLoop {
     let started = Date.now();
     let backoffs = 0;
     let counted = 0;
-    // The first attempt that may have reached Stripe: a previous process's, or the first here that did not fail at the key.
-    let mayHaveLanded = sentAt;
+    // The first attempt here that may have reached Stripe: one that did not fail at the key, nor was refused
+    // unprocessed (429, 409). The earliest of it and a previous process's `sentAt` sets the limit.
+    let firstHere: number | undefined;
     let lastError: unknown;
     for (let attempts = 1; ; attempts += 1) {
       let probe = false;
@@ -74,8 +81,11 @@ export class RetryLoop {
           if (backoffs === 0) started = Date.now();
         }
         attemptedAt = Date.now();
-        if (mayHaveLanded !== undefined && attemptedAt - mayHaveLanded >= this.resendLimitMs) {
-          return { ok: false, error: lastError, attempts: attempts - 1, aborted: false, stale: { sentAt: mayHaveLanded } };
+        const landed = Math.min(sentAt ?? Infinity, firstHere ?? Infinity);
+        if (attemptedAt - landed >= this.resendLimitMs) {
+          // Not sent, so a probe granted here says nothing of the key: the next waiter probes at once.
+          if (probe) this.breaker.probeFailed();
+          return { ok: false, error: lastError, attempts: attempts - 1, aborted: false, stale: { here: firstHere } };
         }
         const value = await attempt();
         this.breaker.succeeded();
@@ -84,7 +94,7 @@ export class RetryLoop {
         if (signal.aborted) return { ok: false, error, attempts, aborted: true };
         lastError = error;
         const kind = classifyFailure(error);
-        if (kind !== 'unauthorized' && attemptedAt !== 0) mayHaveLanded ??= attemptedAt;
+        if (kind !== 'unauthorized' && attemptedAt !== 0 && !refusedUnprocessed(error)) firstHere ??= attemptedAt;
         if (kind === 'unauthorized') {
           // onError hears of it once per opening, with no events: they stay queued for when the key works.
           if (this.breaker.refused(probe)) this.hooks.error(error as MeterUnauthorizedError);

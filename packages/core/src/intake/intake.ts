@@ -70,12 +70,13 @@ export class Intake {
    * is then often empty): both count toward the bound, so both give way.
    */
   private makeRoom(event: QueuedEvent): boolean {
+    // Held events left the store's head before anything still in it: they are the older ones.
     if (this.delivery.queuedCount() >= this.config.maxQueueSize) {
-      const oldest = this.store.shift() ?? this.delivery.shiftHeld();
+      const oldest = this.delivery.shiftHeld() ?? this.store.shift();
       if (oldest !== undefined) this.delivery.dropOverflow(oldest, true);
     }
     while (!this.store.hasRoomFor(event)) {
-      const oldest = this.store.shift() ?? this.delivery.shiftHeld();
+      const oldest = this.delivery.shiftHeld() ?? this.store.shift();
       if (oldest === undefined) return false;
       this.delivery.dropOverflow(oldest, true);
     }

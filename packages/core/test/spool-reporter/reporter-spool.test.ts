@@ -119,6 +119,39 @@ describe('recovery at start', () => {
   });
 });
 
+describe('a resend that outlives Stripe\'s window', () => {
+  it('calls only the events first sent too long ago uncertain; the rest of their batch is delivered', async () => {
+    const file = path.join(tempDir(), 'meter.spool');
+    const now = Date.now();
+    const store = SpoolStore.open({ path: file });
+    const base = { eventName: 'api_requests', customerId: 'cus_w', value: '1', timestamp: now - HOUR };
+    const old = { ...base, identifier: 'win_old', seq: 1 };
+    const never = { ...base, identifier: 'win_never', seq: 2 };
+    store.push(old);
+    store.push(never);
+    // A previous process sent one of them 22.5 h ago, within resendWithinMs (23 h): it is resent.
+    store.markAttempted([old], now - 22.5 * HOUR);
+    store.close();
+    // The resend fails, and the retry comes due an hour later: past 23 h for one of the two events only.
+    let offset = 0;
+    const realNow = Date.now.bind(Date);
+    jest.spyOn(Date, 'now').mockImplementation(() => realNow() + offset);
+    try {
+      fake.faults.fail({ endpoint: 'meter_event_stream', status: 500, count: 1 });
+      // The retry waits 300 ms: the clock moves on well before it.
+      const { reporter, recorded } = spooled(file, { retry: { initialDelayMs: 300, maxDelayMs: 300, maxElapsedMs: 24 * HOUR } });
+      await until(() => fake.requests().some((r) => r.endpoint === 'meter_event_stream' && r.status === 500), 'the failed resend');
+      offset = HOUR;
+      expect((await reporter.flush()).settled).toBe(true);
+      expect(recorded.errors.map((e) => [e.error.code, e.events.map((event) => event.identifier)])).toEqual([['ERR_METER_DELIVERY_UNCERTAIN', ['win_old']]]);
+      expect([...fakeCounts().keys()]).toEqual(['win_never']);
+      expect(reporter.stats()).toMatchObject({ enqueued: 2, delivered: 1, failed: 1, pending: 0 });
+    } finally {
+      jest.restoreAllMocks();
+    }
+  });
+});
+
 describe('a key refused at the session', () => {
   it('marks nothing attempted: a restart past resendWithinMs resends every event instead of calling them uncertain', async () => {
     const file = path.join(tempDir(), 'meter.spool');
