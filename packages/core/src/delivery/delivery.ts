@@ -178,8 +178,6 @@ export class Delivery {
     return this.closing;
   }
 
-  // Counted at once (stats() adds up), told to onDrop once per turn: an outage overflowing a full
-  // queue drops an event per report() call, and one hook call each was 899,600 calls in one run.
   /**
    * The oldest queued event outside the store (direct mode's events waiting for their customer and
    * meter), taken out for the overflow policy; undefined when none is held.
@@ -188,6 +186,8 @@ export class Delivery {
     return this.locks?.shiftOldest();
   }
 
+  // Counted at once (stats() adds up), told to onDrop once per turn: an outage overflowing a full
+  // queue drops an event per report() call, and one hook call each was 899,600 calls in one run.
   dropOverflow(event: QueuedEvent, stored: boolean): void {
     this.counters.dropped.overflow += 1;
     // An event never pushed is counted in the ledger as accepted and dropped at once.

@@ -11,19 +11,18 @@ import type { Hooks } from './hooks';
 import { backoffDelay, classifyFailure, retryAfterMs } from './retry';
 
 /**
- * A batch answered 429 is retried at least this long: a rate limit means Stripe is up and taking
- * events, so giving up would turn throttling into lost usage. An hour short of Stripe's 24 h
- * deduplication window, so every retry is still deduplicated.
- */
-const RATE_LIMITED_RETRY_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
-
-
-/**
  * A request is never sent again this long after one that may have reached Stripe: past its 24 h
  * duplicate window a resend could bill the same events twice. (The spool's `resendWithinMs`, at most
  * 24 h, sets it for what a previous process sent, when longer.)
  */
 export const RESEND_LIMIT_MS = MAX_RETRY_ELAPSED_MS - 3_600_000;
+
+/**
+ * A batch answered 429 is retried at least this long: a rate limit means Stripe is up and taking
+ * events, so giving up would turn throttling into lost usage. As long as a resend is allowed, so
+ * every retry is still deduplicated.
+ */
+const RATE_LIMITED_RETRY_MS = RESEND_LIMIT_MS;
 
 /**
  * `stale`: not sent again because an attempt that may have reached Stripe is `RESEND_LIMIT_MS` old.
