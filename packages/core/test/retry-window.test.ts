@@ -40,6 +40,13 @@ function answerWith(answers: Error[], count: () => void): Promise<void> {
   return answer === undefined ? Promise.resolve() : Promise.reject(answer);
 }
 
+/** Runs `loop` over sends answered with `answers` in turn (accepted once none is left); the outcome and how many were sent. */
+async function sendThrough(loop: RetryLoop, answers: Error[]): Promise<{ outcome: unknown; sent: number }> {
+  let sent = 0;
+  const outcome = await loop.run(() => answerWith(answers, () => (sent += 1)));
+  return { outcome, sent };
+}
+
 const serverError = () => new StripeApiError(500, 'api_error', undefined, 'boom', undefined, undefined, undefined);
 
 describe('the retry loop and Stripe’s duplicate window', () => {
@@ -53,9 +60,7 @@ describe('the retry loop and Stripe’s duplicate window', () => {
 
   it('does not resend after a key refusal held it past the window, once an earlier attempt may have landed', async () => {
     const breaker = breakerOf(clock, RESEND_LIMIT_MS);
-    const answers: Error[] = [serverError(), new MeterUnauthorizedError(401, undefined)];
-    let sent = 0;
-    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    const { outcome, sent } = await sendThrough(loopWith(breaker), [serverError(), new MeterUnauthorizedError(401, undefined)]);
     // The 500 may have been processed; the key was then refused for 23 h: a third send could bill twice.
     expect(sent).toBe(2);
     expect(outcome).toMatchObject({ ok: false, aborted: false, stale: { here: expect.any(Number) } });
@@ -63,18 +68,15 @@ describe('the retry loop and Stripe’s duplicate window', () => {
 
   it('still sends after a long hold when Stripe said the earlier attempt was not processed (429)', async () => {
     const breaker = breakerOf(clock, RESEND_LIMIT_MS);
-    const answers: Error[] = [new StripeApiError(429, 'rate_limit_error', undefined, 'slow down', undefined, undefined, undefined), new MeterUnauthorizedError(401, undefined)];
-    let sent = 0;
-    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    const rateLimited = new StripeApiError(429, 'rate_limit_error', undefined, 'slow down', undefined, undefined, undefined);
+    const { outcome, sent } = await sendThrough(loopWith(breaker), [rateLimited, new MeterUnauthorizedError(401, undefined)]);
     expect(sent).toBe(3);
     expect(outcome).toEqual({ ok: true, value: undefined });
   });
 
   it('still sends after a long hold when nothing sent before it can have landed (every attempt refused at the key)', async () => {
     const breaker = breakerOf(clock, 2 * RESEND_LIMIT_MS);
-    const answers: Error[] = [new MeterUnauthorizedError(401, undefined)];
-    let sent = 0;
-    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    const { outcome, sent } = await sendThrough(loopWith(breaker), [new MeterUnauthorizedError(401, undefined)]);
     expect(sent).toBe(2);
     expect(outcome).toEqual({ ok: true, value: undefined });
   });
@@ -98,16 +100,6 @@ describe('the retry loop and Stripe’s duplicate window', () => {
     const loop = loopWith(breaker, { apiKey: 'sk_test_x', spool: { path: '/tmp/unused.spool', resendWithinMs: 24 * HOUR } });
     expect(await loop.run(() => Promise.resolve(undefined), true, clock.now - 23.5 * HOUR)).toEqual({ ok: true, value: undefined });
   });
-});
-
-describe('a stale batch at the credential breaker', () => {
-  const clock = { now: Date.parse('2026-12-01T00:00:00Z') };
-  beforeEach(() => {
-    jest.spyOn(Date, 'now').mockImplementation(() => clock.now);
-  });
-  afterEach(() => {
-    jest.restoreAllMocks();
-  });
 
   it('hands back the probe it was granted and did not use, so the next request probes the key', async () => {
     // The breaker grants this batch the probe after holding it 23 h; the batch's first send (a 500) may have landed.
@@ -117,9 +109,7 @@ describe('a stale batch at the credential breaker', () => {
       breaker.isOpen = false;
       return Promise.resolve(true);
     };
-    const answers: Error[] = [serverError(), new MeterUnauthorizedError(401, undefined)];
-    let sent = 0;
-    const outcome = await loopWith(breaker).run(() => answerWith(answers, () => (sent += 1)));
+    const { outcome, sent } = await sendThrough(loopWith(breaker), [serverError(), new MeterUnauthorizedError(401, undefined)]);
     expect(outcome).toMatchObject({ ok: false, stale: { here: expect.any(Number) } });
     expect(sent).toBe(2);
     // Without this the breaker would wait for the probe's outcome for ever, and no request would go again.
